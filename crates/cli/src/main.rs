@@ -1,0 +1,5 @@
+//! The `tern` binary: argument parsing and output only.
+
+fn main() {
+    println!("tern");
+}

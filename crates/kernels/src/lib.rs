@@ -1,0 +1,1 @@
+//! tern-kernels (being built).

@@ -1,0 +1,1 @@
+//! tern-tokenizer (being built).
