@@ -1,0 +1,488 @@
+//! The typed model configuration, read once from GGUF metadata.
+//!
+//! One transformer serves every architecture; what differs between them is data here:
+//! which norms exist, the activation, the RoPE layout, the attention scale, sliding
+//! windows. Values follow llama.cpp's hparams loading (`src/llama-model.cpp`,
+//! `llama_model_base::load_hparams`, and each architecture's `load_arch_hparams` in
+//! `src/models/*.cpp`), including its defaults for optional keys.
+//!
+//! Required keys are all checked before anything else, so a bad file fails with the full
+//! list of what is missing.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::metadata::{Key, MetadataSource};
+
+/// The architectures the engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// Llama and its relatives with the same graph (SmolLM2, TinyLlama, Llama 3.x).
+    Llama,
+    /// Gemma 3: QK-norm, post-norms, GELU, sliding-window layers.
+    Gemma3,
+}
+
+impl Architecture {
+    /// The `general.architecture` values the engine runs.
+    pub const SUPPORTED: [&'static str; 2] = ["llama", "gemma3"];
+
+    /// The architecture named `name` in `general.architecture`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "llama" => Ok(Architecture::Llama),
+            "gemma3" => Ok(Architecture::Gemma3),
+            other => Err(Error::new(ErrorKind::UnsupportedArchitecture(
+                other.to_string(),
+            ))),
+        }
+    }
+
+    /// The name used as metadata key prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Gemma3 => "gemma3",
+        }
+    }
+}
+
+/// How RoPE pairs the dimensions of a head (llama.cpp `llama_model_rope_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Adjacent pairs `(2i, 2i+1)` (`LLAMA_ROPE_TYPE_NORM`: llama).
+    Normal,
+    /// Pairs `(i, i + n_rot/2)` (`LLAMA_ROPE_TYPE_NEOX`: gemma3, qwen2/3, phi3).
+    Neox,
+}
+
+/// The gated activation of the feed-forward block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// SwiGLU: `silu(gate) * up` (llama).
+    Silu,
+    /// GeGLU with the tanh approximation of GELU (gemma).
+    GeluTanh,
+}
+
+/// Where the attention scale is applied.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AttentionScale {
+    /// Multiplies the K·Q scores inside attention (llama: `kq_scale`).
+    Scores(f32),
+    /// Multiplies Q before attention, which then uses scale 1 (gemma3 scales Q).
+    Query(f32),
+}
+
+/// Per-layer attention settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerConfig {
+    /// Keys further back than this many positions are hidden (sliding-window layer).
+    pub sliding_window: Option<usize>,
+    /// RoPE base frequency of this layer.
+    pub rope_freq_base: f32,
+    /// RoPE position scale (1 / the linear scaling factor).
+    pub rope_freq_scale: f32,
+}
+
+/// Everything the forward pass needs to know about a model's shape and arithmetic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    /// Context length the model was trained with.
+    pub context_length: usize,
+    /// Width of the residual stream, `d`.
+    pub embedding_length: usize,
+    pub block_count: usize,
+    pub feed_forward_length: usize,
+    pub head_count: usize,
+    pub head_count_kv: usize,
+    /// Width of one key head.
+    pub key_length: usize,
+    /// Width of one value head.
+    pub value_length: usize,
+    /// Dimensions of a head that RoPE rotates.
+    pub rope_dimension_count: usize,
+    pub rope_layout: RopeLayout,
+    pub norm_eps: f32,
+    pub vocab_size: usize,
+    /// Multiplies token embeddings (gemma: `sqrt(d)`).
+    pub embedding_scale: Option<f32>,
+    pub attention_scale: AttentionScale,
+    pub activation: Activation,
+    /// RMSNorm of each Q and K head before RoPE (gemma3, qwen3).
+    pub qk_norm: bool,
+    /// RMSNorm after attention and after the FFN, before the residual add (gemma).
+    pub post_norms: bool,
+    /// `cap * tanh(logits / cap)` on the output logits.
+    pub final_logit_softcap: Option<f32>,
+    pub layers: Vec<LayerConfig>,
+}
+
+impl ModelConfig {
+    /// Reads the configuration from `meta`, checking every required key first.
+    pub fn from_metadata(meta: &dyn MetadataSource) -> Result<Self> {
+        let arch_name = meta.architecture().ok_or_else(|| {
+            Error::new(ErrorKind::MissingMetadata(vec![
+                "general.architecture".into(),
+            ]))
+        })?;
+        let architecture = Architecture::from_name(&arch_name)?;
+        let arch = architecture.name();
+
+        let required = [
+            Key::ContextLength,
+            Key::EmbeddingLength,
+            Key::BlockCount,
+            Key::FeedForwardLength,
+            Key::AttentionHeadCount,
+            Key::AttentionLayerNormRmsEpsilon,
+        ];
+        let missing: Vec<String> = required
+            .iter()
+            .filter(|k| !meta.has(**k))
+            .map(|k| k.name(arch))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::new(ErrorKind::MissingMetadata(missing)));
+        }
+
+        let get = |key: Key| -> Result<usize> {
+            match meta.get_u32(key) {
+                Some(v) => Ok(v as usize),
+                None => Err(invalid(arch, key, "expected an unsigned integer")),
+            }
+        };
+        let context_length = get(Key::ContextLength)?;
+        let embedding_length = get(Key::EmbeddingLength)?;
+        let block_count = get(Key::BlockCount)?;
+        let feed_forward_length = get(Key::FeedForwardLength)?;
+        let head_count = get(Key::AttentionHeadCount)?;
+        let norm_eps = meta
+            .get_f32(Key::AttentionLayerNormRmsEpsilon)
+            .ok_or_else(|| invalid(arch, Key::AttentionLayerNormRmsEpsilon, "expected a float"))?;
+        let head_count_kv = match meta.get_u32(Key::AttentionHeadCountKv) {
+            Some(v) => v as usize,
+            None => head_count,
+        };
+        for (key, value) in [
+            (Key::EmbeddingLength, embedding_length),
+            (Key::BlockCount, block_count),
+            (Key::FeedForwardLength, feed_forward_length),
+            (Key::AttentionHeadCount, head_count),
+            (Key::AttentionHeadCountKv, head_count_kv),
+        ] {
+            if value == 0 {
+                return Err(invalid(arch, key, "must not be 0"));
+            }
+        }
+        if !head_count.is_multiple_of(head_count_kv) {
+            return Err(invalid(
+                arch,
+                Key::AttentionHeadCountKv,
+                &format!(
+                    "{head_count} heads are not a multiple of {head_count_kv} key/value heads"
+                ),
+            ));
+        }
+        let default_head = embedding_length / head_count;
+        let key_length = meta
+            .get_u32(Key::AttentionKeyLength)
+            .map_or(default_head, |v| v as usize);
+        let value_length = meta
+            .get_u32(Key::AttentionValueLength)
+            .map_or(default_head, |v| v as usize);
+        let rope_dimension_count = meta
+            .get_u32(Key::RopeDimensionCount)
+            .map_or(key_length, |v| v as usize);
+        if key_length == 0 || key_length != value_length {
+            return Err(invalid(
+                arch,
+                Key::AttentionValueLength,
+                &format!(
+                    "key heads of {key_length} and value heads of {value_length} are not supported"
+                ),
+            ));
+        }
+        if rope_dimension_count > key_length || !rope_dimension_count.is_multiple_of(2) {
+            return Err(invalid(
+                arch,
+                Key::RopeDimensionCount,
+                &format!("{rope_dimension_count} rotated dimensions in heads of {key_length}"),
+            ));
+        }
+        // llama.cpp `load_hparams`: base 10000 when absent; scale = 1 / factor.
+        let rope_freq_base = meta.get_f32(Key::RopeFreqBase).unwrap_or(10_000.0);
+        let rope_scale_factor = meta
+            .get_f32(Key::RopeScalingFactor)
+            .or_else(|| meta.get_f32(Key::RopeScaleLinear))
+            .unwrap_or(0.0);
+        let rope_freq_scale = if rope_scale_factor == 0.0 {
+            1.0
+        } else {
+            1.0 / rope_scale_factor
+        };
+        if let Some(kind) = meta.get_string(Key::RopeScalingType)
+            && kind != "none"
+            && kind != "linear"
+        {
+            return Err(invalid(
+                arch,
+                Key::RopeScalingType,
+                &format!("rope scaling {kind:?} is not supported yet"),
+            ));
+        }
+        let vocab_size = match meta.get_u32(Key::VocabSize) {
+            Some(v) => v as usize,
+            None => meta.token_count().ok_or_else(|| {
+                Error::new(ErrorKind::MissingMetadata(vec![
+                    Key::VocabSize.name(arch),
+                    "tokenizer.ggml.tokens".into(),
+                ]))
+            })?,
+        };
+
+        let global = LayerConfig {
+            sliding_window: None,
+            rope_freq_base,
+            rope_freq_scale,
+        };
+        let mut config = ModelConfig {
+            architecture,
+            context_length,
+            embedding_length,
+            block_count,
+            feed_forward_length,
+            head_count,
+            head_count_kv,
+            key_length,
+            value_length,
+            rope_dimension_count,
+            rope_layout: RopeLayout::Normal,
+            norm_eps,
+            vocab_size,
+            embedding_scale: None,
+            attention_scale: AttentionScale::Scores(1.0 / (key_length as f32).sqrt()),
+            activation: Activation::Silu,
+            qk_norm: false,
+            post_norms: false,
+            final_logit_softcap: None,
+            layers: vec![global; block_count],
+        };
+
+        match architecture {
+            Architecture::Llama => {
+                // llama.cpp rejects llama files whose rotated width is not the head width.
+                if rope_dimension_count != key_length {
+                    return Err(invalid(
+                        arch,
+                        Key::RopeDimensionCount,
+                        &format!(
+                            "llama rotates whole heads ({key_length}), not {rope_dimension_count}"
+                        ),
+                    ));
+                }
+            }
+            Architecture::Gemma3 => gemma3(meta, &mut config)?,
+        }
+        Ok(config)
+    }
+
+    /// Key/value width of a layer: `head_count_kv * key_length`.
+    pub fn kv_dim(&self) -> usize {
+        self.head_count_kv * self.key_length
+    }
+
+    /// Query width: `head_count * key_length`.
+    pub fn q_dim(&self) -> usize {
+        self.head_count * self.key_length
+    }
+}
+
+/// Gemma 3 (llama.cpp `src/models/gemma3.cpp`, `load_arch_hparams`).
+fn gemma3(meta: &dyn MetadataSource, config: &mut ModelConfig) -> Result<()> {
+    let arch = "gemma3";
+    config.rope_layout = RopeLayout::Neox;
+    config.activation = Activation::GeluTanh;
+    config.qk_norm = true;
+    config.post_norms = true;
+    // `ggml_scale(inpL, sqrtf(n_embd))` in f32.
+    config.embedding_scale = Some((config.embedding_length as f32).sqrt());
+    // Gemma 3 27B scales by 1/sqrt(d / n_head); every other size by 1/sqrt(head width).
+    let scale = if config.block_count == 62 {
+        1.0 / ((config.embedding_length / config.head_count) as f32).sqrt()
+    } else {
+        1.0 / (config.key_length as f32).sqrt()
+    };
+    config.attention_scale = AttentionScale::Query(scale);
+    config.final_logit_softcap = meta
+        .get_f32(Key::FinalLogitSoftcapping)
+        .filter(|c| *c != 0.0);
+
+    let window = meta.get_u32(Key::AttentionSlidingWindow).unwrap_or(0) as usize;
+    if window > 0 {
+        // `load_swa_pattern(ml, 6)`: an explicit per-layer array, else a period
+        // (default 6) whose last layer is global.
+        let pattern: Vec<bool> = match meta.get_bool_array(Key::AttentionSlidingWindowPattern) {
+            Some(flags) => {
+                if flags.len() != config.block_count {
+                    return Err(invalid(
+                        arch,
+                        Key::AttentionSlidingWindowPattern,
+                        &format!("{} entries for {} layers", flags.len(), config.block_count),
+                    ));
+                }
+                flags
+            }
+            None => {
+                let period = meta
+                    .get_u32(Key::AttentionSlidingWindowPattern)
+                    .unwrap_or(6) as usize;
+                (0..config.block_count)
+                    .map(|il| period == 0 || il % period < period - 1)
+                    .collect()
+            }
+        };
+        // Local layers: `rope.freq_base_swa` when set, else 10000 (llama_hparams default).
+        let local_base = meta.get_f32(Key::RopeFreqBaseSwa).unwrap_or(10_000.0);
+        for (layer, sliding) in config.layers.iter_mut().zip(pattern) {
+            if sliding {
+                *layer = LayerConfig {
+                    sliding_window: Some(window),
+                    rope_freq_base: local_base,
+                    rope_freq_scale: 1.0,
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+fn invalid(arch: &str, key: Key, reason: &str) -> Error {
+    Error::new(ErrorKind::InvalidMetadata {
+        key: key.name(arch),
+        reason: reason.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{MapMetadata, Value};
+
+    fn smollm2() -> MapMetadata {
+        MapMetadata::new("llama")
+            .with(Key::ContextLength, Value::U32(8192))
+            .with(Key::EmbeddingLength, Value::U32(576))
+            .with(Key::BlockCount, Value::U32(30))
+            .with(Key::FeedForwardLength, Value::U32(1536))
+            .with(Key::AttentionHeadCount, Value::U32(9))
+            .with(Key::AttentionHeadCountKv, Value::U32(3))
+            .with(Key::RopeFreqBase, Value::F32(100_000.0))
+            .with(Key::AttentionLayerNormRmsEpsilon, Value::F32(1e-5))
+            .with(Key::VocabSize, Value::U32(49152))
+            .with(Key::RopeDimensionCount, Value::U32(64))
+    }
+
+    fn gemma3_270m() -> MapMetadata {
+        let mut meta = MapMetadata::new("gemma3")
+            .with(Key::ContextLength, Value::U32(32768))
+            .with(Key::EmbeddingLength, Value::U32(640))
+            .with(Key::BlockCount, Value::U32(18))
+            .with(Key::FeedForwardLength, Value::U32(2048))
+            .with(Key::AttentionHeadCount, Value::U32(4))
+            .with(Key::AttentionHeadCountKv, Value::U32(1))
+            .with(Key::AttentionKeyLength, Value::U32(256))
+            .with(Key::AttentionValueLength, Value::U32(256))
+            .with(Key::RopeFreqBase, Value::F32(1_000_000.0))
+            .with(Key::AttentionSlidingWindow, Value::U32(512))
+            .with(Key::AttentionLayerNormRmsEpsilon, Value::F32(1e-6));
+        meta.token_count = Some(262_144);
+        meta
+    }
+
+    #[test]
+    fn llama_config() {
+        let c = ModelConfig::from_metadata(&smollm2()).unwrap();
+        assert_eq!(c.architecture, Architecture::Llama);
+        assert_eq!((c.head_count, c.head_count_kv, c.key_length), (9, 3, 64));
+        assert_eq!((c.kv_dim(), c.q_dim()), (192, 576));
+        assert_eq!(c.rope_layout, RopeLayout::Normal);
+        assert_eq!(c.attention_scale, AttentionScale::Scores(0.125));
+        assert_eq!(c.activation, Activation::Silu);
+        assert!(!c.qk_norm && !c.post_norms && c.embedding_scale.is_none());
+        assert!(
+            c.layers
+                .iter()
+                .all(|l| l.sliding_window.is_none() && l.rope_freq_base == 1e5)
+        );
+    }
+
+    #[test]
+    fn gemma3_layers_alternate_five_local_one_global() {
+        let c = ModelConfig::from_metadata(&gemma3_270m()).unwrap();
+        assert_eq!(
+            c.vocab_size, 262_144,
+            "from the token list when vocab_size is absent"
+        );
+        assert_eq!(c.rope_layout, RopeLayout::Neox);
+        assert_eq!(c.attention_scale, AttentionScale::Query(1.0 / 16.0));
+        assert_eq!(c.embedding_scale, Some(640f32.sqrt()));
+        let global: Vec<usize> = (0..18)
+            .filter(|&il| c.layers[il].sliding_window.is_none())
+            .collect();
+        assert_eq!(global, vec![5, 11, 17]);
+        assert_eq!(c.layers[0].rope_freq_base, 10_000.0);
+        assert_eq!(c.layers[0].sliding_window, Some(512));
+        assert_eq!(c.layers[5].rope_freq_base, 1_000_000.0);
+        assert_eq!(c.final_logit_softcap, None);
+    }
+
+    #[test]
+    fn gemma3_pattern_and_local_base_from_metadata() {
+        let meta = gemma3_270m()
+            .with(Key::AttentionSlidingWindowPattern, Value::U32(3))
+            .with(Key::RopeFreqBaseSwa, Value::F32(5_000.0))
+            .with(Key::FinalLogitSoftcapping, Value::F32(30.0));
+        let c = ModelConfig::from_metadata(&meta).unwrap();
+        let global: Vec<usize> = (0..18)
+            .filter(|&il| c.layers[il].sliding_window.is_none())
+            .collect();
+        assert_eq!(global, vec![2, 5, 8, 11, 14, 17]);
+        assert_eq!(c.layers[0].rope_freq_base, 5_000.0);
+        assert_eq!(c.final_logit_softcap, Some(30.0));
+
+        let mut flags = vec![true; 18];
+        flags[0] = false;
+        let meta = gemma3_270m().with(Key::AttentionSlidingWindowPattern, Value::Bools(flags));
+        let c = ModelConfig::from_metadata(&meta).unwrap();
+        assert!(c.layers[0].sliding_window.is_none() && c.layers[5].sliding_window.is_some());
+    }
+
+    #[test]
+    fn missing_keys_are_all_listed() {
+        let mut meta = smollm2();
+        meta.values.remove(&Key::BlockCount);
+        meta.values.remove(&Key::AttentionHeadCount);
+        let err = ModelConfig::from_metadata(&meta).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("llama.block_count") && msg.contains("llama.attention.head_count"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_architecture_is_named() {
+        let err = ModelConfig::from_metadata(&MapMetadata::new("mamba")).unwrap_err();
+        assert!(err.to_string().contains("\"mamba\""), "{err}");
+        assert!(matches!(err.kind(), ErrorKind::UnsupportedArchitecture(_)));
+    }
+
+    #[test]
+    fn inconsistent_heads_are_rejected() {
+        let meta = smollm2().with(Key::AttentionHeadCountKv, Value::U32(4));
+        let err = ModelConfig::from_metadata(&meta).unwrap_err();
+        assert!(err.to_string().contains("head_count_kv"), "{err}");
+        let meta = smollm2().with(Key::AttentionHeadCount, Value::U32(0));
+        assert!(ModelConfig::from_metadata(&meta).is_err());
+    }
+}
