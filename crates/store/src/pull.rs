@@ -57,6 +57,9 @@ struct Plan {
     expected_size: Option<u64>,
     /// Catalog variant whose hash is not pinned: record it after the first download.
     record_pin: bool,
+    /// For references outside the catalog: the installed `name:tag` counts as this model
+    /// only if it was pulled from the same reference (two URLs can derive the same name).
+    required_source: Option<String>,
 }
 
 impl Plan {
@@ -153,17 +156,27 @@ impl Store {
             || progress.note(&format!("waiting for another pull of {display}")),
         )?;
 
-        if !options.force
-            && let Some(installed) = self.get(&plan.name, &plan.tag)?
-            && plan
+        if let Some(installed) = self.get(&plan.name, &plan.tag)? {
+            let same_file = plan
                 .expected_sha256
                 .as_deref()
-                .is_none_or(|sha| sha == installed.manifest.sha256())
-        {
-            return Ok(Pulled {
-                installed,
-                fetched: false,
-            });
+                .is_none_or(|sha| sha == installed.manifest.sha256());
+            let same_source = plan
+                .required_source
+                .as_ref()
+                .is_none_or(|source| *source == installed.manifest.source);
+            if !options.force && same_file && same_source {
+                return Ok(Pulled {
+                    installed,
+                    fetched: false,
+                });
+            }
+            if !same_source {
+                progress.note(&format!(
+                    "replacing {display} (it was pulled from {})",
+                    installed.manifest.source
+                ));
+            }
         }
         if let Some(sha) = &plan.expected_sha256
             && !options.force
@@ -241,6 +254,7 @@ impl Store {
                         expected_sha256: None,
                         expected_size: None,
                         record_pin: false,
+                        required_source: None,
                     });
                 };
                 let variant = model.variant(tag.as_deref())?;
@@ -254,6 +268,7 @@ impl Store {
                     tag: variant.tag.clone(),
                     sources: variant.parsed_sources(),
                     record_pin: variant.sha256.is_none(),
+                    required_source: None,
                     expected_size: variant.sha256.is_some().then_some(variant.size),
                     expected_sha256: pinned,
                 }
@@ -267,6 +282,7 @@ impl Store {
                     expected_sha256: None,
                     expected_size: None,
                     record_pin: false,
+                    required_source: Some(remote.to_string()),
                 }
             }
         };
