@@ -10,7 +10,7 @@
 //! list of what is missing.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::metadata::{Key, MetadataSource};
+use tern_gguf::{Array, Key, Metadata, Value};
 
 /// The architectures the engine runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,14 +119,15 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// Reads the configuration from `meta`, checking every required key first.
-    pub fn from_metadata(meta: &dyn MetadataSource) -> Result<Self> {
-        let arch_name = meta.architecture().ok_or_else(|| {
+    pub fn from_metadata(meta: &Metadata) -> Result<Self> {
+        let arch_name = meta.architecture_name().ok_or_else(|| {
             Error::new(ErrorKind::MissingMetadata(vec![
-                "general.architecture".into(),
+                Key::GeneralArchitecture.to_string(),
             ]))
         })?;
-        let architecture = Architecture::from_name(&arch_name)?;
+        let architecture = Architecture::from_name(arch_name)?;
         let arch = architecture.name();
+        let m = Reader { meta, arch };
 
         let required = [
             Key::ContextLength,
@@ -138,31 +139,20 @@ impl ModelConfig {
         ];
         let missing: Vec<String> = required
             .iter()
-            .filter(|k| !meta.has(**k))
+            .filter(|k| meta.get(**k).is_none())
             .map(|k| k.name(arch))
             .collect();
         if !missing.is_empty() {
             return Err(Error::new(ErrorKind::MissingMetadata(missing)));
         }
 
-        let get = |key: Key| -> Result<usize> {
-            match meta.get_u32(key) {
-                Some(v) => Ok(v as usize),
-                None => Err(invalid(arch, key, "expected an unsigned integer")),
-            }
-        };
-        let context_length = get(Key::ContextLength)?;
-        let embedding_length = get(Key::EmbeddingLength)?;
-        let block_count = get(Key::BlockCount)?;
-        let feed_forward_length = get(Key::FeedForwardLength)?;
-        let head_count = get(Key::AttentionHeadCount)?;
-        let norm_eps = meta
-            .get_f32(Key::AttentionLayerNormRmsEpsilon)
-            .ok_or_else(|| invalid(arch, Key::AttentionLayerNormRmsEpsilon, "expected a float"))?;
-        let head_count_kv = match meta.get_u32(Key::AttentionHeadCountKv) {
-            Some(v) => v as usize,
-            None => head_count,
-        };
+        let context_length = m.usize(Key::ContextLength)?.unwrap_or(0);
+        let embedding_length = m.usize(Key::EmbeddingLength)?.unwrap_or(0);
+        let block_count = m.usize(Key::BlockCount)?.unwrap_or(0);
+        let feed_forward_length = m.usize(Key::FeedForwardLength)?.unwrap_or(0);
+        let head_count = m.usize(Key::AttentionHeadCount)?.unwrap_or(0);
+        let norm_eps = m.f32(Key::AttentionLayerNormRmsEpsilon)?.unwrap_or(0.0);
+        let head_count_kv = m.usize(Key::AttentionHeadCountKv)?.unwrap_or(head_count);
         for (key, value) in [
             (Key::EmbeddingLength, embedding_length),
             (Key::BlockCount, block_count),
@@ -184,15 +174,9 @@ impl ModelConfig {
             ));
         }
         let default_head = embedding_length / head_count;
-        let key_length = meta
-            .get_u32(Key::AttentionKeyLength)
-            .map_or(default_head, |v| v as usize);
-        let value_length = meta
-            .get_u32(Key::AttentionValueLength)
-            .map_or(default_head, |v| v as usize);
-        let rope_dimension_count = meta
-            .get_u32(Key::RopeDimensionCount)
-            .map_or(key_length, |v| v as usize);
+        let key_length = m.usize(Key::AttentionKeyLength)?.unwrap_or(default_head);
+        let value_length = m.usize(Key::AttentionValueLength)?.unwrap_or(default_head);
+        let rope_dimension_count = m.usize(Key::RopeDimensionCount)?.unwrap_or(key_length);
         if key_length == 0 || key_length != value_length {
             return Err(invalid(
                 arch,
@@ -210,17 +194,17 @@ impl ModelConfig {
             ));
         }
         // llama.cpp `load_hparams`: base 10000 when absent; scale = 1 / factor.
-        let rope_freq_base = meta.get_f32(Key::RopeFreqBase).unwrap_or(10_000.0);
-        let rope_scale_factor = meta
-            .get_f32(Key::RopeScalingFactor)
-            .or_else(|| meta.get_f32(Key::RopeScaleLinear))
-            .unwrap_or(0.0);
+        let rope_freq_base = m.f32(Key::RopeFreqBase)?.unwrap_or(10_000.0);
+        let rope_scale_factor = match m.f32(Key::RopeScalingFactor)? {
+            Some(f) => f,
+            None => m.f32(Key::RopeScaleLinear)?.unwrap_or(0.0),
+        };
         let rope_freq_scale = if rope_scale_factor == 0.0 {
             1.0
         } else {
             1.0 / rope_scale_factor
         };
-        if let Some(kind) = meta.get_string(Key::RopeScalingType)
+        if let Some(kind) = m.string(Key::RopeScalingType)?
             && kind != "none"
             && kind != "linear"
         {
@@ -230,14 +214,18 @@ impl ModelConfig {
                 &format!("rope scaling {kind:?} is not supported yet"),
             ));
         }
-        let vocab_size = match meta.get_u32(Key::VocabSize) {
-            Some(v) => v as usize,
-            None => meta.token_count().ok_or_else(|| {
-                Error::new(ErrorKind::MissingMetadata(vec![
-                    Key::VocabSize.name(arch),
-                    "tokenizer.ggml.tokens".into(),
-                ]))
-            })?,
+        // llama.cpp: `{arch}.vocab_size`, else the length of the token list.
+        let vocab_size = match m.usize(Key::VocabSize)? {
+            Some(v) => v,
+            None => match meta.get_array(Key::TokenizerTokens) {
+                Ok(Some(tokens)) => tokens.len(),
+                _ => {
+                    return Err(Error::new(ErrorKind::MissingMetadata(vec![
+                        Key::VocabSize.name(arch),
+                        Key::TokenizerTokens.to_string(),
+                    ])));
+                }
+            },
         };
 
         let global = LayerConfig {
@@ -281,7 +269,7 @@ impl ModelConfig {
                     ));
                 }
             }
-            Architecture::Gemma3 => gemma3(meta, &mut config)?,
+            Architecture::Gemma3 => gemma3(&m, &mut config)?,
         }
         Ok(config)
     }
@@ -298,7 +286,7 @@ impl ModelConfig {
 }
 
 /// Gemma 3 (llama.cpp `src/models/gemma3.cpp`, `load_arch_hparams`).
-fn gemma3(meta: &dyn MetadataSource, config: &mut ModelConfig) -> Result<()> {
+fn gemma3(m: &Reader<'_>, config: &mut ModelConfig) -> Result<()> {
     let arch = "gemma3";
     config.rope_layout = RopeLayout::Neox;
     config.activation = Activation::GeluTanh;
@@ -313,16 +301,14 @@ fn gemma3(meta: &dyn MetadataSource, config: &mut ModelConfig) -> Result<()> {
         1.0 / (config.key_length as f32).sqrt()
     };
     config.attention_scale = AttentionScale::Query(scale);
-    config.final_logit_softcap = meta
-        .get_f32(Key::FinalLogitSoftcapping)
-        .filter(|c| *c != 0.0);
+    config.final_logit_softcap = m.f32(Key::FinalLogitSoftcapping)?.filter(|c| *c != 0.0);
 
-    let window = meta.get_u32(Key::AttentionSlidingWindow).unwrap_or(0) as usize;
+    let window = m.usize(Key::AttentionSlidingWindow)?.unwrap_or(0);
     if window > 0 {
         // `load_swa_pattern(ml, 6)`: an explicit per-layer array, else a period
         // (default 6) whose last layer is global.
-        let pattern: Vec<bool> = match meta.get_bool_array(Key::AttentionSlidingWindowPattern) {
-            Some(flags) => {
+        let pattern: Vec<bool> = match m.meta.get(Key::AttentionSlidingWindowPattern) {
+            Some(Value::Array(Array::Bool(flags))) => {
                 if flags.len() != config.block_count {
                     return Err(invalid(
                         arch,
@@ -330,19 +316,17 @@ fn gemma3(meta: &dyn MetadataSource, config: &mut ModelConfig) -> Result<()> {
                         &format!("{} entries for {} layers", flags.len(), config.block_count),
                     ));
                 }
-                flags
+                flags.clone()
             }
-            None => {
-                let period = meta
-                    .get_u32(Key::AttentionSlidingWindowPattern)
-                    .unwrap_or(6) as usize;
+            _ => {
+                let period = m.usize(Key::AttentionSlidingWindowPattern)?.unwrap_or(6);
                 (0..config.block_count)
                     .map(|il| period == 0 || il % period < period - 1)
                     .collect()
             }
         };
         // Local layers: `rope.freq_base_swa` when set, else 10000 (llama_hparams default).
-        let local_base = meta.get_f32(Key::RopeFreqBaseSwa).unwrap_or(10_000.0);
+        let local_base = m.f32(Key::RopeFreqBaseSwa)?.unwrap_or(10_000.0);
         for (layer, sliding) in config.layers.iter_mut().zip(pattern) {
             if sliding {
                 *layer = LayerConfig {
@@ -356,6 +340,42 @@ fn gemma3(meta: &dyn MetadataSource, config: &mut ModelConfig) -> Result<()> {
     Ok(())
 }
 
+/// Typed reads whose type errors name the key.
+struct Reader<'a> {
+    meta: &'a Metadata,
+    arch: &'static str,
+}
+
+impl Reader<'_> {
+    fn usize(&self, key: Key) -> Result<Option<usize>> {
+        self.meta
+            .get_u32(key)
+            .map(|v| v.map(|v| v as usize))
+            .map_err(|e| self.wrap(key, e))
+    }
+
+    fn f32(&self, key: Key) -> Result<Option<f32>> {
+        self.meta.get_f32(key).map_err(|e| self.wrap(key, e))
+    }
+
+    fn string(&self, key: Key) -> Result<Option<String>> {
+        self.meta
+            .get_str(key)
+            .map(|v| v.map(str::to_string))
+            .map_err(|e| self.wrap(key, e))
+    }
+
+    fn wrap(&self, key: Key, e: tern_gguf::Error) -> Error {
+        Error::with_source(
+            ErrorKind::InvalidMetadata {
+                key: key.name(self.arch),
+                reason: "unreadable".into(),
+            },
+            e,
+        )
+    }
+}
+
 fn invalid(arch: &str, key: Key, reason: &str) -> Error {
     Error::new(ErrorKind::InvalidMetadata {
         key: key.name(arch),
@@ -366,37 +386,66 @@ fn invalid(arch: &str, key: Key, reason: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{MapMetadata, Value};
 
-    fn smollm2() -> MapMetadata {
-        MapMetadata::new("llama")
-            .with(Key::ContextLength, Value::U32(8192))
-            .with(Key::EmbeddingLength, Value::U32(576))
-            .with(Key::BlockCount, Value::U32(30))
-            .with(Key::FeedForwardLength, Value::U32(1536))
-            .with(Key::AttentionHeadCount, Value::U32(9))
-            .with(Key::AttentionHeadCountKv, Value::U32(3))
-            .with(Key::RopeFreqBase, Value::F32(100_000.0))
-            .with(Key::AttentionLayerNormRmsEpsilon, Value::F32(1e-5))
-            .with(Key::VocabSize, Value::U32(49152))
-            .with(Key::RopeDimensionCount, Value::U32(64))
+    fn meta(arch: &str, entries: &[(Key, Value)]) -> Metadata {
+        let mut m = Metadata::new();
+        m.set(
+            Key::GeneralArchitecture.template(),
+            Value::String(arch.into()),
+        );
+        for (k, v) in entries {
+            m.set(&k.name(arch), v.clone());
+        }
+        m
     }
 
-    fn gemma3_270m() -> MapMetadata {
-        let mut meta = MapMetadata::new("gemma3")
-            .with(Key::ContextLength, Value::U32(32768))
-            .with(Key::EmbeddingLength, Value::U32(640))
-            .with(Key::BlockCount, Value::U32(18))
-            .with(Key::FeedForwardLength, Value::U32(2048))
-            .with(Key::AttentionHeadCount, Value::U32(4))
-            .with(Key::AttentionHeadCountKv, Value::U32(1))
-            .with(Key::AttentionKeyLength, Value::U32(256))
-            .with(Key::AttentionValueLength, Value::U32(256))
-            .with(Key::RopeFreqBase, Value::F32(1_000_000.0))
-            .with(Key::AttentionSlidingWindow, Value::U32(512))
-            .with(Key::AttentionLayerNormRmsEpsilon, Value::F32(1e-6));
-        meta.token_count = Some(262_144);
-        meta
+    fn with(mut m: Metadata, key: Key, value: Value) -> Metadata {
+        let arch = m.architecture_name().unwrap().to_string();
+        m.set(&key.name(&arch), value);
+        m
+    }
+
+    fn smollm2() -> Metadata {
+        meta(
+            "llama",
+            &[
+                (Key::ContextLength, Value::U32(8192)),
+                (Key::EmbeddingLength, Value::U32(576)),
+                (Key::BlockCount, Value::U32(30)),
+                (Key::FeedForwardLength, Value::U32(1536)),
+                (Key::AttentionHeadCount, Value::U32(9)),
+                (Key::AttentionHeadCountKv, Value::U32(3)),
+                (Key::RopeFreqBase, Value::F32(100_000.0)),
+                (Key::AttentionLayerNormRmsEpsilon, Value::F32(1e-5)),
+                (Key::VocabSize, Value::U32(49152)),
+                (Key::RopeDimensionCount, Value::U32(64)),
+            ],
+        )
+    }
+
+    fn gemma3_270m() -> Metadata {
+        let mut m = meta(
+            "gemma3",
+            &[
+                (Key::ContextLength, Value::U32(32768)),
+                (Key::EmbeddingLength, Value::U32(640)),
+                (Key::BlockCount, Value::U32(18)),
+                (Key::FeedForwardLength, Value::U32(2048)),
+                (Key::AttentionHeadCount, Value::U32(4)),
+                (Key::AttentionHeadCountKv, Value::U32(1)),
+                (Key::AttentionKeyLength, Value::U32(256)),
+                (Key::AttentionValueLength, Value::U32(256)),
+                (Key::RopeFreqBase, Value::F32(1_000_000.0)),
+                (Key::AttentionSlidingWindow, Value::U32(512)),
+                (Key::AttentionLayerNormRmsEpsilon, Value::F32(1e-6)),
+            ],
+        );
+        let tokens = vec![String::new(); 262_144];
+        m.set(
+            Key::TokenizerTokens.template(),
+            Value::Array(Array::String(tokens)),
+        );
+        m
     }
 
     #[test]
@@ -438,10 +487,10 @@ mod tests {
 
     #[test]
     fn gemma3_pattern_and_local_base_from_metadata() {
-        let meta = gemma3_270m()
-            .with(Key::AttentionSlidingWindowPattern, Value::U32(3))
-            .with(Key::RopeFreqBaseSwa, Value::F32(5_000.0))
-            .with(Key::FinalLogitSoftcapping, Value::F32(30.0));
+        let mut meta = gemma3_270m();
+        meta = with(meta, Key::AttentionSlidingWindowPattern, Value::U32(3));
+        meta = with(meta, Key::RopeFreqBaseSwa, Value::F32(5_000.0));
+        meta = with(meta, Key::FinalLogitSoftcapping, Value::F32(30.0));
         let c = ModelConfig::from_metadata(&meta).unwrap();
         let global: Vec<usize> = (0..18)
             .filter(|&il| c.layers[il].sliding_window.is_none())
@@ -452,16 +501,23 @@ mod tests {
 
         let mut flags = vec![true; 18];
         flags[0] = false;
-        let meta = gemma3_270m().with(Key::AttentionSlidingWindowPattern, Value::Bools(flags));
+        let pattern = Value::Array(Array::Bool(flags));
+        let meta = with(gemma3_270m(), Key::AttentionSlidingWindowPattern, pattern);
         let c = ModelConfig::from_metadata(&meta).unwrap();
         assert!(c.layers[0].sliding_window.is_none() && c.layers[5].sliding_window.is_some());
     }
 
     #[test]
     fn missing_keys_are_all_listed() {
-        let mut meta = smollm2();
-        meta.values.remove(&Key::BlockCount);
-        meta.values.remove(&Key::AttentionHeadCount);
+        let meta = meta(
+            "llama",
+            &[
+                (Key::ContextLength, Value::U32(8192)),
+                (Key::EmbeddingLength, Value::U32(576)),
+                (Key::FeedForwardLength, Value::U32(1536)),
+                (Key::AttentionLayerNormRmsEpsilon, Value::F32(1e-5)),
+            ],
+        );
         let err = ModelConfig::from_metadata(&meta).unwrap_err();
         let msg = err.to_string();
         assert!(
@@ -472,17 +528,20 @@ mod tests {
 
     #[test]
     fn unknown_architecture_is_named() {
-        let err = ModelConfig::from_metadata(&MapMetadata::new("mamba")).unwrap_err();
+        let err = ModelConfig::from_metadata(&meta("mamba", &[])).unwrap_err();
         assert!(err.to_string().contains("\"mamba\""), "{err}");
         assert!(matches!(err.kind(), ErrorKind::UnsupportedArchitecture(_)));
     }
 
     #[test]
     fn inconsistent_heads_are_rejected() {
-        let meta = smollm2().with(Key::AttentionHeadCountKv, Value::U32(4));
+        let meta = with(smollm2(), Key::AttentionHeadCountKv, Value::U32(4));
         let err = ModelConfig::from_metadata(&meta).unwrap_err();
         assert!(err.to_string().contains("head_count_kv"), "{err}");
-        let meta = smollm2().with(Key::AttentionHeadCount, Value::U32(0));
+        let meta = with(smollm2(), Key::AttentionHeadCount, Value::U32(0));
         assert!(ModelConfig::from_metadata(&meta).is_err());
+        let meta = with(smollm2(), Key::BlockCount, Value::String("thirty".into()));
+        let err = ModelConfig::from_metadata(&meta).unwrap_err();
+        assert!(err.to_string().contains("llama.block_count"), "{err}");
     }
 }

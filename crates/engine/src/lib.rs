@@ -16,7 +16,6 @@ pub mod config;
 mod error;
 mod kv_cache;
 mod logits;
-pub mod metadata;
 
 pub use batch::Batch;
 pub use config::{Architecture, ModelConfig};
