@@ -302,6 +302,34 @@ fn non_gguf_content_is_rejected() {
 }
 
 #[test]
+fn truncated_gguf_is_rejected_before_install() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let body = tiny_gguf(1000, 10);
+    server.route("/cut.gguf", Route::file(body[..body.len() - 100].to_vec()));
+    let store = store(home.path());
+    let error = store
+        .pull(
+            &url_ref(&server, "/cut.gguf"),
+            &PullOptions::default(),
+            &Silent,
+        )
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidGguf { .. }), "{error}");
+    assert!(
+        error.to_string().contains("is not a valid GGUF file"),
+        "{error}"
+    );
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(blob_count(home.path()), 0);
+    assert!(
+        tmp_files(home.path()).is_empty(),
+        "{:?}",
+        tmp_files(home.path())
+    );
+}
+
+#[test]
 fn hf_references_use_the_endpoint_and_send_the_token() {
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start();

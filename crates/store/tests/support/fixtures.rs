@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// A valid GGUF file (llama architecture metadata, one F32 tensor of `elements` values).
-/// `seed` varies the tensor data so files differ.
+/// A valid GGUF file (llama architecture metadata, one F32 tensor of `elements` values),
+/// made with tern's GGUF writer. `seed` varies the tensor data so files differ.
 pub fn tiny_gguf(elements: usize, seed: u8) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");
@@ -18,36 +18,21 @@ pub fn tiny_gguf(elements: usize, seed: u8) -> Vec<u8> {
 }
 
 fn write_tiny_gguf(path: &Path, elements: usize, seed: u8) {
-    // GGUF v3 by hand (magic, version, counts, key/values, tensor infos, aligned data), as
-    // ggml's gguf.cpp lays it out.
-    let mut out = Vec::new();
-    let string = |out: &mut Vec<u8>, text: &str| {
-        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-        out.extend_from_slice(text.as_bytes());
-    };
-    out.extend_from_slice(b"GGUF");
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(&1u64.to_le_bytes()); // tensors
-    out.extend_from_slice(&2u64.to_le_bytes()); // key/values
-    string(&mut out, "general.architecture");
-    out.extend_from_slice(&8u32.to_le_bytes());
-    string(&mut out, "llama");
-    string(&mut out, "general.name");
-    out.extend_from_slice(&8u32.to_le_bytes());
-    string(&mut out, &format!("tiny-{seed}"));
-    string(&mut out, "weight");
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&(elements as u64).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes()); // F32
-    out.extend_from_slice(&0u64.to_le_bytes()); // offset
-    while out.len() % 32 != 0 {
-        out.push(0);
-    }
-    for i in 0..elements {
-        let value = (i as f32) * 0.001 + f32::from(seed);
-        out.extend_from_slice(&value.to_le_bytes());
-    }
-    fs::write(path, out).unwrap();
+    use tern_gguf::{GgmlType, GgufWriter};
+    let data: Vec<u8> = (0..elements)
+        .flat_map(|i| ((i as f32) * 0.001 + f32::from(seed)).to_le_bytes())
+        .collect();
+    let mut writer = GgufWriter::new();
+    writer
+        .add_metadata("general.architecture", "llama")
+        .unwrap();
+    writer
+        .add_metadata("general.name", format!("tiny-{seed}"))
+        .unwrap();
+    writer
+        .add_tensor("weight", &[elements as u64], GgmlType::F32, data)
+        .unwrap();
+    writer.write_to_path(path).unwrap();
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
