@@ -7,3 +7,4 @@
 pub mod cpu;
 
 pub use cpu::{CpuFeatures, CpuInfo, KernelPath, cpu_features, cpu_info, kernel_path};
+pub mod pool;
