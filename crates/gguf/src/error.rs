@@ -69,7 +69,7 @@ pub enum Error {
 
     /// A count (tensors, key/value pairs) that the rest of the file cannot possibly hold.
     #[error(
-        "absurd {what} count {count} at offset {offset}: the {available} bytes left hold at most {max}"
+        "{what} count {count} at offset {offset} is absurd: the {available} bytes left hold at most {max} (file truncated or corrupt)"
     )]
     AbsurdCount {
         /// What is counted.

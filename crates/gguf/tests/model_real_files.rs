@@ -26,20 +26,43 @@ fn smollm2_135m_facts() {
     assert_eq!(m.require_u32(Key::EmbeddingLength).unwrap(), 576);
     assert_eq!(m.require_u32(Key::AttentionHeadCount).unwrap(), 9);
     assert_eq!(m.require_u32(Key::AttentionHeadCountKv).unwrap(), 3);
-    assert_eq!(m.require_u32_per_layer(Key::AttentionHeadCountKv, 30).unwrap(), vec![3; 30]);
+    assert_eq!(
+        m.require_u32_per_layer(Key::AttentionHeadCountKv, 30)
+            .unwrap(),
+        vec![3; 30]
+    );
     assert_eq!(m.require_f32(Key::RopeFreqBase).unwrap(), 100_000.0);
     assert_eq!(m.require_str(Key::TokenizerModel).unwrap(), "gpt2");
     assert_eq!(m.require_str(Key::TokenizerPre).unwrap(), "smollm");
-    assert_eq!(m.require_str_array(Key::TokenizerTokens).unwrap().len(), 49_152);
-    assert_eq!(m.require_i32_array(Key::TokenizerTokenType).unwrap().len(), 49_152);
-    assert!(!m.require_str_array(Key::TokenizerMerges).unwrap().is_empty());
+    assert_eq!(
+        m.require_str_array(Key::TokenizerTokens).unwrap().len(),
+        49_152
+    );
+    assert_eq!(
+        m.require_i32_array(Key::TokenizerTokenType).unwrap().len(),
+        49_152
+    );
+    assert!(
+        !m.require_str_array(Key::TokenizerMerges)
+            .unwrap()
+            .is_empty()
+    );
     assert!(!m.require_bool(Key::TokenizerAddBos).unwrap());
-    assert!(m.require_str(Key::TokenizerChatTemplate).unwrap().contains("<|im_start|>"));
-    assert_eq!(file_type_name(m.require_u32(Key::GeneralFileType).unwrap()), Some("Q4_1"));
+    assert!(
+        m.require_str(Key::TokenizerChatTemplate)
+            .unwrap()
+            .contains("<|im_start|>")
+    );
+    assert_eq!(
+        file_type_name(m.require_u32(Key::GeneralFileType).unwrap()),
+        Some("Q4_1")
+    );
 
     assert_eq!(file.tensors().len(), 272);
-    let expected: BTreeMap<String, usize> =
-        [("f32", 61), ("q4_1", 210), ("q8_0", 1)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let expected: BTreeMap<String, usize> = [("f32", 61), ("q4_1", 210), ("q8_0", 1)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
     assert_eq!(type_counts(&file), expected);
 
     let embd = file.tensor("token_embd.weight").expect("token_embd");
@@ -50,9 +73,17 @@ fn smollm2_135m_facts() {
     assert_eq!(embd.n_bytes, 576 / 32 * 34 * 49_152);
     assert_eq!(file.tensor_data(embd).len() as u64, embd.n_bytes);
     let q = file.tensor("blk.0.attn_q.weight").expect("attn_q");
-    assert_eq!((q.ggml_type, q.dims.as_slice()), (GgmlType::Q4_1, &[576u64, 576][..]));
+    assert_eq!(
+        (q.ggml_type, q.dims.as_slice()),
+        (GgmlType::Q4_1, &[576u64, 576][..])
+    );
     // The last tensor ends inside the file, within one alignment of its end.
-    let end = file.tensors().iter().map(|t| file.data_offset() + t.offset + t.n_bytes).max().unwrap();
+    let end = file
+        .tensors()
+        .iter()
+        .map(|t| file.data_offset() + t.offset + t.n_bytes)
+        .max()
+        .unwrap();
     assert!(end <= file.file_size() && file.file_size() - end < file.alignment());
 }
 
@@ -66,8 +97,15 @@ struct Compare<'a> {
 impl std::io::Write for Compare<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let end = self.pos + buf.len();
-        assert!(end <= self.expected.len(), "rewrite is longer than the original");
-        if let Some(i) = buf.iter().zip(&self.expected[self.pos..end]).position(|(a, b)| a != b) {
+        assert!(
+            end <= self.expected.len(),
+            "rewrite is longer than the original"
+        );
+        if let Some(i) = buf
+            .iter()
+            .zip(&self.expected[self.pos..end])
+            .position(|(a, b)| a != b)
+        {
             panic!("rewrite differs from the original at byte {}", self.pos + i);
         }
         self.pos = end;
@@ -85,8 +123,14 @@ impl std::io::Write for Compare<'_> {
 fn real_files_rewrite_byte_identical() {
     for model in [TestModel::SmolLm2_135m, TestModel::Gemma3_270m] {
         let file = GgufFile::open(model_path(model)).unwrap();
-        let mut sink = Compare { expected: file.as_bytes(), pos: 0 };
-        let written = GgufWriter::from_file(&file).unwrap().write_to(&mut sink).unwrap();
+        let mut sink = Compare {
+            expected: file.as_bytes(),
+            pos: 0,
+        };
+        let written = GgufWriter::from_file(&file)
+            .unwrap()
+            .write_to(&mut sink)
+            .unwrap();
         assert_eq!(written, file.file_size(), "{model:?}");
         assert_eq!(sink.pos as u64, file.file_size(), "{model:?}");
     }
@@ -106,18 +150,32 @@ fn gemma3_270m_facts() {
     assert_eq!(m.require_u32(Key::AttentionSlidingWindow).unwrap(), 512);
     assert_eq!(m.require_f32(Key::RopeFreqBase).unwrap(), 1_000_000.0);
     assert_eq!(m.require_str(Key::TokenizerModel).unwrap(), "llama");
-    assert_eq!(m.require_str_array(Key::TokenizerTokens).unwrap().len(), 262_144);
-    assert_eq!(m.require_f32_array(Key::TokenizerScores).unwrap().len(), 262_144);
+    assert_eq!(
+        m.require_str_array(Key::TokenizerTokens).unwrap().len(),
+        262_144
+    );
+    assert_eq!(
+        m.require_f32_array(Key::TokenizerScores).unwrap().len(),
+        262_144
+    );
     assert!(m.require_bool(Key::TokenizerAddBos).unwrap());
     assert!(!m.require_bool(Key::TokenizerAddSpacePrefix).unwrap());
     assert_eq!(m.get_str(Key::TokenizerChatTemplate).unwrap(), None);
-    assert_eq!(file_type_name(m.require_u32(Key::GeneralFileType).unwrap()), Some("Q4_K_M"));
+    assert_eq!(
+        file_type_name(m.require_u32(Key::GeneralFileType).unwrap()),
+        Some("Q4_K_M")
+    );
 
-    let expected: BTreeMap<String, usize> =
-        [("f32", 109), ("q4_K", 27), ("q5_0", 81), ("q6_K", 9), ("q8_0", 10)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect();
+    let expected: BTreeMap<String, usize> = [
+        ("f32", 109),
+        ("q4_K", 27),
+        ("q5_0", 81),
+        ("q6_K", 9),
+        ("q8_0", 10),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), *v))
+    .collect();
     assert_eq!(type_counts(&file), expected);
     let embd = file.tensor("token_embd.weight").expect("token_embd");
     assert_eq!(embd.dims, vec![640, 262_144]);
