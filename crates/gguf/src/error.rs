@@ -130,6 +130,15 @@ pub enum Error {
         offset: u64,
     },
 
+    /// A value handed to the writer with arrays nested deeper than the reader accepts.
+    #[error("metadata key {key:?}: arrays nested deeper than {max} levels cannot be read back")]
+    ValueTooDeep {
+        /// The key.
+        key: String,
+        /// The limit ([`crate::MAX_ARRAY_DEPTH`]).
+        max: usize,
+    },
+
     /// The same metadata key twice (in a file, or added twice to a writer).
     #[error("duplicate metadata key {key:?}")]
     DuplicateKey {

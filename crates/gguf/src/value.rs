@@ -267,6 +267,15 @@ impl Array {
         })
     }
 
+    /// Levels of array nesting: 1 for an array of scalars or strings, 2 for an array of
+    /// such arrays, and so on.
+    pub fn depth(&self) -> usize {
+        match self {
+            Array::Array(items) => 1 + items.iter().map(Array::depth).max().unwrap_or(0),
+            _ => 1,
+        }
+    }
+
     /// Whether the elements are integers (of any width or signedness).
     pub fn is_integer(&self) -> bool {
         matches!(

@@ -13,7 +13,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::reader::{DEFAULT_ALIGNMENT, MAGIC, tensor_n_bytes};
+use crate::reader::{DEFAULT_ALIGNMENT, MAGIC, MAX_ARRAY_DEPTH, tensor_n_bytes};
 use crate::{Array, Error, GgmlType, GgufFile, Key, Metadata, TensorInfo, Value};
 
 /// The GGUF version the writer produces.
@@ -135,6 +135,14 @@ impl<'a> GgufWriter<'a> {
     ) -> Result<(), Error> {
         let key = key.into();
         let value = value.into();
+        if let Value::Array(a) = &value
+            && a.depth() > MAX_ARRAY_DEPTH
+        {
+            return Err(Error::ValueTooDeep {
+                key,
+                max: MAX_ARRAY_DEPTH,
+            });
+        }
         if key == Key::GeneralAlignment.template() {
             if self.metadata.get_raw(&key).is_some() {
                 return Err(Error::DuplicateKey { key });

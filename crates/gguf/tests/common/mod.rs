@@ -65,7 +65,7 @@ impl Raw {
 
     /// Zero bytes up to the next multiple of `alignment`.
     pub fn pad(mut self, alignment: usize) -> Raw {
-        while self.bytes.len() % alignment != 0 {
+        while !self.bytes.len().is_multiple_of(alignment) {
             self.bytes.push(0);
         }
         self
