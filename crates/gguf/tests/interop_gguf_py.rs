@@ -1,0 +1,185 @@
+//! Interop with gguf-py, llama.cpp's Python package, both ways: a file written by gguf-py's
+//! GGUFWriter is read here, and a file written here is read back by gguf-py's GGUFReader.
+//! Both sides print/build the canonical JSON described in `scripts/gguf/interop.py`.
+//!
+//! Python is `$TERN_PYTHON`, else the project venv `<repo>/.cache/venv/bin/python` (made
+//! by `scripts/fetch-test-data.py`, with gguf-py installed from requirements-test.txt).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value as Json, json};
+use tern_gguf::{Array, GgmlType, GgufFile, GgufWriter, Value};
+
+fn python() -> PathBuf {
+    match std::env::var_os("TERN_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => tern_testkit::repo_root().join(".cache/venv/bin/python"),
+    }
+}
+
+fn interop(command: &str, file: &Path) -> Json {
+    let script = tern_testkit::repo_root().join("scripts/gguf/interop.py");
+    let python = python();
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(command)
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}\nhelp: run `python3 scripts/fetch-test-data.py` or set TERN_PYTHON",
+                python.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "interop.py {command} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("interop.py prints JSON")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn canon_array(a: &Array) -> Json {
+    fn items<T: Copy>(v: &[T], f: impl Fn(T) -> Value) -> Vec<Json> {
+        v.iter().map(|&x| canon(&f(x))).collect()
+    }
+    let items = match a {
+        Array::U8(v) => items(v, Value::U8),
+        Array::I8(v) => items(v, Value::I8),
+        Array::U16(v) => items(v, Value::U16),
+        Array::I16(v) => items(v, Value::I16),
+        Array::U32(v) => items(v, Value::U32),
+        Array::I32(v) => items(v, Value::I32),
+        Array::U64(v) => items(v, Value::U64),
+        Array::I64(v) => items(v, Value::I64),
+        Array::F32(v) => items(v, Value::F32),
+        Array::F64(v) => items(v, Value::F64),
+        Array::Bool(v) => items(v, Value::Bool),
+        Array::String(v) => v.iter().map(|s| canon(&Value::String(s.clone()))).collect(),
+        Array::Array(v) => v.iter().map(canon_array).collect(),
+    };
+    json!({"type": "array", "elem": a.element_type().name(), "items": items})
+}
+
+fn canon(v: &Value) -> Json {
+    let ty = v.value_type().name();
+    match v {
+        Value::U8(x) => json!({"type": ty, "value": x}),
+        Value::I8(x) => json!({"type": ty, "value": x}),
+        Value::U16(x) => json!({"type": ty, "value": x}),
+        Value::I16(x) => json!({"type": ty, "value": x}),
+        Value::U32(x) => json!({"type": ty, "value": x}),
+        Value::I32(x) => json!({"type": ty, "value": x}),
+        Value::U64(x) => json!({"type": ty, "value": x}),
+        Value::I64(x) => json!({"type": ty, "value": x}),
+        Value::F32(x) => json!({"type": ty, "value": hex(&x.to_le_bytes())}),
+        Value::F64(x) => json!({"type": ty, "value": hex(&x.to_le_bytes())}),
+        Value::Bool(x) => json!({"type": ty, "value": x}),
+        Value::String(x) => json!({"type": ty, "value": x}),
+        Value::Array(a) => canon_array(a),
+    }
+}
+
+/// tern-gguf's view of a file in the canonical form.
+fn canon_file(file: &GgufFile) -> Json {
+    let metadata: Vec<Json> = file
+        .metadata()
+        .iter()
+        .map(|(k, v)| json!([k, canon(v)]))
+        .collect();
+    let tensors: Vec<Json> = file
+        .tensors()
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name, "dims": t.dims, "type": t.ggml_type.id(),
+                "offset": t.offset, "data": hex(file.tensor_data(t)),
+            })
+        })
+        .collect();
+    json!({
+        "version": file.version(), "alignment": file.alignment(),
+        "metadata": metadata, "tensors": tensors,
+    })
+}
+
+fn tmp(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.gguf", std::process::id()))
+}
+
+#[test]
+fn files_written_by_gguf_py_are_read() {
+    let path = tmp("from-gguf-py");
+    let written = interop("write", &path);
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(canon_file(&file), written);
+    // A few values checked directly, so the comparison above is not vacuous.
+    let m = file.metadata();
+    assert_eq!(m.get_raw("test.u64"), Some(&Value::U64(u64::MAX)));
+    assert_eq!(m.get_raw("test.f32"), Some(&Value::F32(0.1)));
+    assert_eq!(
+        m.get_raw("test.nested_string"),
+        Some(&Value::Array(Array::Array(vec![
+            Array::String(vec!["x".into()]),
+            Array::String(vec!["y".into(), "z".into()]),
+        ])))
+    );
+    assert_eq!(file.alignment(), 64);
+    let q8 = file.tensor("q8_0.weight").unwrap();
+    assert_eq!(
+        (q8.ggml_type, q8.dims.as_slice()),
+        (GgmlType::Q8_0, &[64u64, 4][..])
+    );
+    assert_eq!(
+        m.get_u32(tern_gguf::Key::ContextLength).unwrap(),
+        Some(2048)
+    );
+    // tern writes gguf-py's layout byte for byte.
+    let mut rewritten = Vec::new();
+    GgufWriter::from_file(&file)
+        .unwrap()
+        .write_to(&mut rewritten)
+        .unwrap();
+    assert!(
+        rewritten == std::fs::read(&path).unwrap(),
+        "rewrite differs from gguf-py's file"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn files_written_here_are_read_by_gguf_py() {
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", "gemma3").unwrap();
+    w.alignment(128).unwrap();
+    for (k, v) in common::every_value() {
+        w.add_metadata(k, v).unwrap();
+    }
+    let specs: [(&str, &[u64], GgmlType); 5] = [
+        ("a.f32", &[6, 2], GgmlType::F32),
+        ("b.f16", &[8], GgmlType::F16),
+        ("c.q8_0", &[32, 3], GgmlType::Q8_0),
+        ("d.q4_k", &[256], GgmlType::Q4_K),
+        ("e.bf16", &[2, 2, 2], GgmlType::BF16),
+    ];
+    for (i, (name, dims, ty)) in specs.iter().enumerate() {
+        let n = ty.bytes_for(dims.iter().product()).unwrap() as usize;
+        let data: Vec<u8> = (0..n).map(|j| (j * 7 + i) as u8).collect();
+        w.add_tensor(*name, dims, *ty, data).unwrap();
+    }
+    let path = tmp("to-gguf-py");
+    w.write_to_path(&path).unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    let read_by_python = interop("dump", &path);
+    assert_eq!(read_by_python, canon_file(&file));
+    assert_eq!(read_by_python["metadata"].as_array().unwrap().len(), 32);
+    assert_eq!(read_by_python["tensors"][3]["type"], json!(12), "q4_K id");
+    std::fs::remove_file(&path).unwrap();
+}
