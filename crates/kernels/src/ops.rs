@@ -1,0 +1,197 @@
+//! Elementwise and row-wise ops of a transformer on f32 slices: RMSNorm, softmax, SiLU
+//! and GELU (with their gated forms), the F16 dot product of the KV-cache attention, and
+//! f32/f16 slice conversion.
+//!
+//! Each follows the arithmetic of llama.cpp's CPU backend (ggml/src/ggml-cpu/ops.cpp,
+//! vec.h, vec.cpp) where it decides results: which sums are in f64, where values pass
+//! through f16. Where llama.cpp's SIMD code computes differently (an approximate `expf`
+//! in SiLU and softmax, f32 lane sums), the note says so; this is the portable version.
+
+use std::sync::OnceLock;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+/// RMSNorm: `out = x / sqrt(mean(x²) + eps) * weight`, as ggml's
+/// `ggml_compute_forward_rms_norm_f32` followed by the weight multiply (llama.cpp fuses
+/// them with the same arithmetic): squares summed in f64, mean and scale in f32, then
+/// `(x * scale) * weight`.
+///
+/// # Panics
+/// If the three slices differ in length.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    assert_eq!(x.len(), weight.len(), "rms_norm: weight length");
+    assert_eq!(x.len(), out.len(), "rms_norm: output length");
+    let scale = rms_scale(x, eps);
+    for ((y, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *y = v * scale * w;
+    }
+}
+
+/// [`rms_norm`] in place.
+///
+/// # Panics
+/// If `x` and `weight` differ in length.
+pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    assert_eq!(x.len(), weight.len(), "rms_norm: weight length");
+    let scale = rms_scale(x, eps);
+    for (v, &w) in x.iter_mut().zip(weight) {
+        *v = *v * scale * w;
+    }
+}
+
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let mut sum = 0.0f64;
+    for &v in x {
+        sum += (v * v) as f64;
+    }
+    let mean = (sum / x.len().max(1) as f64) as f32;
+    1.0 / (mean + eps).sqrt()
+}
+
+/// Softmax over the whole slice, in place, as ggml's `soft_max` op: subtract the max,
+/// `expf`, sum in f64, multiply by the f32 reciprocal of the sum. (llama.cpp's AVX2 /
+/// AVX-512 / NEON versions use a vectorised `expf` approximation, `ggml_v_expf`, that is
+/// within a few ulp of this.) An empty slice is left alone; a slice of all `-inf` gives
+/// NaNs, as in ggml.
+pub fn softmax_in_place(x: &mut [f32]) {
+    if x.is_empty() {
+        return;
+    }
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SiLU of one value: `x / (1 + e^-x)` (ggml's `ggml_silu_f32`).
+#[inline]
+pub fn silu_f32(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// `out = silu(x)`. (llama.cpp's SIMD `ggml_vec_silu_f32` uses `ggml_v_expf`, a few ulp
+/// away from libm's `expf` used here and in its scalar tail.)
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn silu(x: &[f32], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "silu: output length");
+    for (y, &v) in out.iter_mut().zip(x) {
+        *y = silu_f32(v);
+    }
+}
+
+/// The SwiGLU gate of llama-style FFNs: `out = silu(gate) * up` (ggml's `swiglu`).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert_eq!(gate.len(), up.len(), "swiglu: up length");
+    assert_eq!(gate.len(), out.len(), "swiglu: output length");
+    for ((y, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *y = silu_f32(g) * u;
+    }
+}
+
+const GELU_COEF_A: f32 = 0.044715;
+// ggml's `SQRT_2_OVER_PI`, written with the same digits so it rounds to the same f32.
+#[allow(clippy::excessive_precision)]
+const SQRT_2_OVER_PI: f32 = 0.797_884_560_802_865_355_879_892_119_868_76;
+
+/// GELU, tanh approximation, computed directly in f32 (ggml's `ggml_gelu_f32`). This
+/// is *not* what llama.cpp's CPU backend returns for f32 tensors: see [`gelu_tanh`].
+#[inline]
+pub fn gelu_tanh_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh())
+}
+
+/// ggml's `ggml_table_gelu_f16`: GELU of every f16 value, rounded to f16. Built on first
+/// use (65,536 evaluations, 128 KiB), as ggml builds it in `ggml_cpu_init`.
+fn gelu_table() -> &'static [u16] {
+    static TABLE: OnceLock<Vec<u16>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| f16::from_f32(gelu_tanh_f32(f16::from_bits(bits).to_f32())).to_bits())
+            .collect()
+    })
+}
+
+/// GELU (tanh approximation) of one value the way llama.cpp's CPU backend computes it
+/// for f32 tensors: ggml-cpu/vec.h defines `GGML_GELU_FP16`, so `ggml_vec_gelu_f32`
+/// rounds `x` to f16, looks the result up in an f16 table, and returns it as f32 —
+/// except for `x <= -10` (0) and `x >= 10` (x).
+#[inline]
+fn gelu_table_lookup(table: &[u16], x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        f16::from_bits(table[f16::from_f32(x).to_bits() as usize]).to_f32()
+    }
+}
+
+/// `out = gelu(x)`, tanh approximation, through ggml's f16 table (see
+/// [`gelu_table_lookup`]'s rules) so results equal llama.cpp's bit for bit.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "gelu: output length");
+    let table = gelu_table();
+    for (y, &v) in out.iter_mut().zip(x) {
+        *y = gelu_table_lookup(table, v);
+    }
+}
+
+/// The GeGLU gate of Gemma's FFN: `out = gelu(gate) * up`, as ggml's `ggml_vec_geglu_f32`
+/// (table lookup as in [`gelu_tanh`]; `gate >= 10` gives `gate * up`).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn geglu_tanh(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert_eq!(gate.len(), up.len(), "geglu: up length");
+    assert_eq!(gate.len(), out.len(), "geglu: output length");
+    let table = gelu_table();
+    for ((y, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *y = gelu_table_lookup(table, g) * u;
+    }
+}
+
+/// Dot product of two f16 vectors with ggml's `ggml_vec_dot_f16` semantics: each
+/// product in f32, summed in f64, rounded to f32. (llama.cpp's SIMD version sums in f32
+/// lanes.)
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn vec_dot_f16(a: &[f16], b: &[f16]) -> f32 {
+    assert_eq!(a.len(), b.len(), "vec_dot_f16: length mismatch");
+    let mut sum = 0.0f64;
+    for (&x, &y) in a.iter().zip(b) {
+        sum += (x.to_f32() * y.to_f32()) as f64;
+    }
+    sum as f32
+}
+
+/// Converts f32 to f16, rounding to nearest even (F16C when the CPU has it).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn f32_to_f16_slice(src: &[f32], dst: &mut [f16]) {
+    dst.convert_from_f32_slice(src);
+}
+
+/// Converts f16 to f32 (exact).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn f16_to_f32_slice(src: &[f16], dst: &mut [f32]) {
+    src.convert_to_f32_slice(dst);
+}

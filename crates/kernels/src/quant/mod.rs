@@ -1,0 +1,233 @@
+//! Dequantization, quantization and dot products per tensor type — the portable scalar
+//! reference of every format, one module per format.
+//!
+//! ggml pairs each weight type with an activation type (its `vec_dot_type`): the
+//! activations of a matmul are quantized once per row to that type and every weight row
+//! is dotted with them in integer arithmetic. tern does the same ([`vec_dot_type`]), so
+//! its logits stay as close as possible to llama.cpp's.
+//!
+//! The byte-level entry points here ([`dequantize_row`], [`quantize_row`],
+//! [`vec_dot`]) check their arguments; the matmul gets the unchecked function pointers
+//! of a [`RowKernels`] once per call. That table is the run-time dispatch point: the
+//! SIMD modules of issue 5 provide their own tables, chosen by [`crate::kernel_path`].
+
+pub mod float;
+pub mod q2_k;
+pub mod q3_k;
+pub mod q4_0;
+pub mod q4_1;
+pub mod q4_k;
+pub mod q5_0;
+pub mod q5_1;
+pub mod q5_k;
+pub mod q6_k;
+pub mod q8_0;
+pub mod q8_1;
+pub mod q8_k;
+
+use tern_gguf::GgmlType;
+
+use crate::blocks::as_blocks;
+use crate::blocks::as_blocks_mut;
+use crate::error::KernelError;
+
+/// The weight types tern can multiply with and look rows up in.
+pub fn supported_weight_type(ty: GgmlType) -> bool {
+    vec_dot_type(ty).is_some()
+}
+
+/// The activation type ggml quantizes to for a dot product with weights of type
+/// `weight` (`type_traits_cpu[..].vec_dot_type` in ggml-cpu/ggml-cpu.c), or `None` when
+/// tern has no kernel for `weight`.
+pub fn vec_dot_type(weight: GgmlType) -> Option<GgmlType> {
+    use GgmlType::*;
+    Some(match weight {
+        F32 => F32,
+        F16 => F16,
+        BF16 => BF16,
+        Q4_0 | Q5_0 | Q8_0 => Q8_0,
+        Q4_1 | Q5_1 => Q8_1,
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Q8_K,
+        _ => return None,
+    })
+}
+
+/// Bytes of a row of `cols` values of type `ty`, checking that `cols` is a whole number
+/// of blocks.
+pub fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize, KernelError> {
+    let block_size = ty.block_size();
+    if !cols.is_multiple_of(block_size) {
+        return Err(KernelError::RowNotBlockAligned {
+            ty,
+            cols,
+            block_size,
+        });
+    }
+    // Saturating: an impossible size then fails the caller's length comparison.
+    Ok((cols / block_size).saturating_mul(ty.type_size()))
+}
+
+/// Decodes a row of bytes into f32 values.
+pub(crate) type DequantizeFn = fn(&[u8], &mut [f32]);
+/// Dot product of a weight row and an activation row, both as bytes.
+pub(crate) type DotFn = fn(&[u8], &[u8]) -> f32;
+/// Encodes f32 values as a row of bytes.
+pub(crate) type QuantizeFn = fn(&[f32], &mut [u8]);
+
+/// Function pointers for one weight type. Each takes whole rows as bytes; the lengths
+/// must already be consistent (a whole number of blocks, weight and activation rows of
+/// the same number of values), which the callers check once per matrix.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowKernels {
+    /// Decodes a weight row.
+    pub dequantize: DequantizeFn,
+    /// Dot product of a weight row with an activation row of type `activation`.
+    pub dot: DotFn,
+    /// The activation type ([`vec_dot_type`]).
+    pub activation: GgmlType,
+}
+
+/// The kernels for weights of type `ty` on the path chosen for this process. Only the
+/// scalar path exists so far; the SIMD paths will match on [`crate::kernel_path`] here.
+pub(crate) fn row_kernels(ty: GgmlType) -> Option<RowKernels> {
+    scalar_row_kernels(ty)
+}
+
+fn scalar_row_kernels(ty: GgmlType) -> Option<RowKernels> {
+    use GgmlType as T;
+    let activation = vec_dot_type(ty)?;
+    let (dequantize, dot): (DequantizeFn, DotFn) = match ty {
+        T::F32 => (float::dequantize_f32, |w, a| {
+            float::vec_dot_f32(w, a, w.len() / 4)
+        }),
+        T::F16 => (float::dequantize_f16, |w, a| {
+            float::vec_dot_f16(w, a, w.len() / 2)
+        }),
+        T::BF16 => (float::dequantize_bf16, |w, a| {
+            float::vec_dot_bf16(w, a, w.len() / 2)
+        }),
+        T::Q4_0 => (
+            |b, y| q4_0::dequantize(as_blocks(b), y),
+            |w, a| q4_0::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        T::Q4_1 => (
+            |b, y| q4_1::dequantize(as_blocks(b), y),
+            |w, a| q4_1::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        T::Q5_0 => (
+            |b, y| q5_0::dequantize(as_blocks(b), y),
+            |w, a| q5_0::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        T::Q5_1 => (
+            |b, y| q5_1::dequantize(as_blocks(b), y),
+            |w, a| q5_1::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        T::Q8_0 => (
+            |b, y| q8_0::dequantize(as_blocks(b), y),
+            |w, a| q8_0::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        T::Q2_K => (
+            |b, y| q2_k::dequantize(as_blocks(b), y),
+            |w, a| q2_k::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        T::Q3_K => (
+            |b, y| q3_k::dequantize(as_blocks(b), y),
+            |w, a| q3_k::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        T::Q4_K => (
+            |b, y| q4_k::dequantize(as_blocks(b), y),
+            |w, a| q4_k::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        T::Q5_K => (
+            |b, y| q5_k::dequantize(as_blocks(b), y),
+            |w, a| q5_k::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        T::Q6_K => (
+            |b, y| q6_k::dequantize(as_blocks(b), y),
+            |w, a| q6_k::vec_dot(as_blocks(w), as_blocks(a)),
+        ),
+        _ => return None,
+    };
+    Some(RowKernels {
+        dequantize,
+        dot,
+        activation,
+    })
+}
+
+/// A quantizer from f32 values to the bytes of type `ty`, for the types tern writes:
+/// the activation types (Q8_0, Q8_1, Q8_K, F16, BF16, F32) and the weight / KV-cache
+/// types Q4_0, Q4_1, Q5_0, Q5_1.
+pub(crate) fn quantizer(ty: GgmlType) -> Option<QuantizeFn> {
+    use GgmlType as T;
+    Some(match ty {
+        T::F32 => float::quantize_f32,
+        T::F16 => float::quantize_f16,
+        T::BF16 => float::quantize_bf16,
+        T::Q4_0 => |x, b| q4_0::quantize(x, as_blocks_mut(b)),
+        T::Q4_1 => |x, b| q4_1::quantize(x, as_blocks_mut(b)),
+        T::Q5_0 => |x, b| q5_0::quantize(x, as_blocks_mut(b)),
+        T::Q5_1 => |x, b| q5_1::quantize(x, as_blocks_mut(b)),
+        T::Q8_0 => |x, b| q8_0::quantize(x, as_blocks_mut(b)),
+        T::Q8_1 => |x, b| q8_1::quantize(x, as_blocks_mut(b)),
+        T::Q8_K => |x, b| q8_k::quantize(x, as_blocks_mut(b)),
+        _ => return None,
+    })
+}
+
+/// A dequantizer for every type tern reads or writes, including the activation-only
+/// Q8_1 and Q8_K (used by tests and debugging).
+fn dequantizer(ty: GgmlType) -> Option<DequantizeFn> {
+    match ty {
+        GgmlType::Q8_1 => Some(|b, y| q8_1::dequantize(as_blocks(b), y)),
+        GgmlType::Q8_K => Some(|b, y| q8_k::dequantize(as_blocks(b), y)),
+        _ => scalar_row_kernels(ty).map(|k| k.dequantize),
+    }
+}
+
+/// Checks that `bytes` is exactly one row of `values` values of type `ty`.
+fn check_row(ty: GgmlType, values: usize, bytes: usize) -> Result<(), KernelError> {
+    let expected = row_bytes(ty, values)?;
+    if expected != bytes {
+        return Err(KernelError::SizeMismatch {
+            ty,
+            rows: 1,
+            cols: values,
+            expected,
+            actual: bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes one row of type `ty` from `bytes` into `out` (whose length is the number of
+/// values).
+pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
+    let f = dequantizer(ty).ok_or(KernelError::UnsupportedType(ty))?;
+    check_row(ty, out.len(), bytes.len())?;
+    f(bytes, out);
+    Ok(())
+}
+
+/// Encodes `x` as one row of type `ty` into `out`, as ggml's reference quantizer for
+/// that type does (see the format modules for the exact rounding).
+pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
+    let f = quantizer(ty).ok_or(KernelError::UnsupportedType(ty))?;
+    check_row(ty, x.len(), out.len())?;
+    f(x, out);
+    Ok(())
+}
+
+/// Dot product of one weight row of type `weight_type` with one activation row of type
+/// `vec_dot_type(weight_type)`, both of `values` values.
+pub fn vec_dot(
+    weight_type: GgmlType,
+    weight_row: &[u8],
+    activation_row: &[u8],
+    values: usize,
+) -> Result<f32, KernelError> {
+    let k = row_kernels(weight_type).ok_or(KernelError::UnsupportedType(weight_type))?;
+    check_row(weight_type, values, weight_row.len())?;
+    check_row(k.activation, values, activation_row.len())?;
+    Ok((k.dot)(weight_row, activation_row))
+}
