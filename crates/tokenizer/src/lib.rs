@@ -1,1 +1,422 @@
-//! tern-tokenizer (being built).
+//! tern-tokenizer: the tokenizer a GGUF file describes, token-exact against llama.cpp, and
+//! the chat template that turns messages into a prompt.
+//!
+//! [`Tokenizer::from_gguf`] reads `tokenizer.ggml.*` and builds one of two families:
+//! - byte-level BPE (`gpt2`: SmolLM2, Llama 3, Qwen 2/2.5/3, StarCoder, …) with the
+//!   pre-tokenizer that `tokenizer.ggml.pre` names ([`pretokenize`]),
+//! - SentencePiece-style (`llama`: Llama 2, Gemma, Phi-3) with scores, `▁` for spaces and
+//!   `<0xXX>` byte fallback.
+//!
+//! Both follow llama.cpp's `src/llama-vocab.cpp` (commit 0c1e57098), including its load-time
+//! fixes of token types, special-token text parsing in prompts, and detokenization. The
+//! [`chat`] module renders the GGUF's Jinja chat template as Hugging Face transformers does,
+//! with a documented ChatML fallback for models that ship none.
+//!
+//! Main types: [`Tokenizer`], [`StreamDecoder`], [`Vocab`] (the raw metadata),
+//! [`chat::ChatTemplate`], [`Error`].
+
+mod bpe;
+pub mod chat;
+mod decode;
+mod error;
+mod gguf;
+mod pretokenize;
+mod special;
+mod spm;
+mod unicode;
+mod unicode_table;
+mod vocab;
+
+use std::cell::RefCell;
+
+pub use decode::StreamDecoder;
+pub use error::Error;
+pub use vocab::Vocab;
+
+use bpe::{BpeModel, BpeOptions, BpeScratch};
+use pretokenize::PreTokenizer;
+use special::{Fragment, SpecialMatcher};
+use spm::SpmScratch;
+use vocab::{Attr, Family, TokenTable};
+
+/// A tokenizer built from GGUF metadata: text to token ids and back.
+///
+/// Cheap to share (`&Tokenizer` is `Sync`); all methods take `&self`.
+#[derive(Debug)]
+pub struct Tokenizer {
+    table: TokenTable,
+    model: Model,
+    specials: SpecialMatcher,
+    /// Bytes of every token, special tokens rendered.
+    pieces: Vec<Box<[u8]>>,
+    add_bos: bool,
+    add_eos: bool,
+    add_space_prefix: bool,
+    /// Spaces become `▁` before the model sees them (SentencePiece, Gemma 4 BPE).
+    escape_whitespaces: bool,
+    clean_spaces: bool,
+    /// SentencePiece byte fallback: token of each byte.
+    byte_tokens: [Option<u32>; 256],
+}
+
+#[derive(Debug)]
+enum Model {
+    Spm,
+    Bpe {
+        model: Box<BpeModel>,
+        pre: PreTokenizer,
+    },
+}
+
+thread_local! {
+    static SCRATCH: RefCell<(SpmScratch, BpeScratch, Vec<std::ops::Range<usize>>)> = RefCell::default();
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer that a GGUF file's metadata describes. An unknown tokenizer
+    /// model or pre-tokenizer is an error naming it.
+    pub fn from_gguf(meta: &tern_gguf::Metadata) -> Result<Tokenizer, Error> {
+        Tokenizer::from_vocab(gguf::vocab_from_metadata(meta)?)
+    }
+
+    /// Builds the tokenizer from already-read metadata.
+    pub fn from_vocab(vocab: Vocab) -> Result<Tokenizer, Error> {
+        let family = match vocab.model.as_str() {
+            "llama" => Family::Spm,
+            "gpt2" => Family::Bpe,
+            "gemma4" => Family::Gemma4Bpe,
+            other => return Err(Error::UnsupportedModel(other.to_string())),
+        };
+        // llama.cpp names Gemma 4's pre-tokenizer after its tokenizer model.
+        let pre = if family == Family::Gemma4Bpe {
+            Some("gemma4")
+        } else {
+            vocab.pre.as_deref()
+        };
+        let table = TokenTable::build(&vocab, family)?;
+        let (model, defaults) = match family {
+            Family::Spm => (
+                Model::Spm,
+                FamilyDefaults {
+                    force_bos: false,
+                    add_bos: true,
+                    add_space_prefix: true,
+                    escape: true,
+                    clean: false,
+                },
+            ),
+            Family::Bpe | Family::Gemma4Bpe => {
+                let (pre, options) = PreTokenizer::for_name(pre)?;
+                let merges = vocab
+                    .merges
+                    .as_deref()
+                    .ok_or(Error::MissingKey("tokenizer.ggml.merges"))?;
+                let model = BpeModel::new(
+                    &table,
+                    merges,
+                    BpeOptions {
+                        byte_encode: options.byte_encode,
+                        ignore_merges: options.ignore_merges,
+                        newline_words_whole: options.newline_words_whole,
+                    },
+                );
+                tracing::debug!(merges = model.merge_count(), pre = ?vocab.pre, "byte-level BPE tokenizer");
+                let defaults = FamilyDefaults {
+                    // llama.cpp forces BOS on for Gemma 4 whatever the metadata says.
+                    force_bos: family == Family::Gemma4Bpe,
+                    add_bos: options.add_bos,
+                    add_space_prefix: false,
+                    escape: options.escape_whitespaces,
+                    clean: options.clean_spaces,
+                };
+                (
+                    Model::Bpe {
+                        model: Box::new(model),
+                        pre,
+                    },
+                    defaults,
+                )
+            }
+        };
+        let mut byte_tokens = [None; 256];
+        if family == Family::Spm {
+            for b in 0..=255u8 {
+                byte_tokens[b as usize] = table.id_of(&format!("<0x{b:02X}>")).or_else(|| {
+                    if b.is_ascii() {
+                        table.id_of(&char::from(b).to_string())
+                    } else {
+                        None
+                    }
+                });
+            }
+        }
+        let specials = SpecialMatcher::new(&table)?;
+        let pieces = decode::build_pieces(&table, family, defaults.escape);
+        Ok(Tokenizer {
+            add_bos: defaults.force_bos || vocab.add_bos.unwrap_or(defaults.add_bos),
+            add_eos: vocab.add_eos.unwrap_or(false),
+            add_space_prefix: vocab.add_space_prefix.unwrap_or(defaults.add_space_prefix),
+            escape_whitespaces: defaults.escape,
+            clean_spaces: defaults.clean,
+            table,
+            model,
+            specials,
+            pieces,
+            byte_tokens,
+        })
+    }
+
+    /// Text to token ids, as llama.cpp's `llama_tokenize`.
+    ///
+    /// `add_special`: add BOS / EOS where the model's `add_bos_token` / `add_eos_token`
+    /// ask for them. `parse_special`: text of control tokens (e.g. `<|im_start|>`) becomes
+    /// those tokens; user-defined tokens are matched either way.
+    pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        let mut fragments = Vec::new();
+        self.specials.partition(text, parse_special, &mut fragments);
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if add_special
+            && self.add_bos
+            && let Some(bos) = self.table.ids.bos
+        {
+            out.push(bos);
+        }
+        SCRATCH.with(|scratch| {
+            let (spm_scratch, bpe_scratch, words) = &mut *scratch.borrow_mut();
+            // SentencePiece: a space goes before the text at the start and after every
+            // special token (llama.cpp `is_prev_special`).
+            let mut prev_special = true;
+            for fragment in &fragments {
+                match fragment {
+                    Fragment::Token(id) => {
+                        out.push(*id);
+                        prev_special = true;
+                    }
+                    Fragment::Text(range) => {
+                        let raw = &text[range.clone()];
+                        match &self.model {
+                            Model::Spm => {
+                                let mut piece = String::with_capacity(raw.len() + 4);
+                                if self.add_space_prefix && prev_special {
+                                    piece.push(' ');
+                                }
+                                piece.push_str(raw);
+                                let escaped = piece.replace(' ', "▁");
+                                spm::tokenize(
+                                    &self.table,
+                                    &self.byte_tokens,
+                                    self.table.ids.unknown,
+                                    &escaped,
+                                    spm_scratch,
+                                    &mut out,
+                                );
+                            }
+                            Model::Bpe { model, pre } => {
+                                let owned;
+                                let source = if self.escape_whitespaces {
+                                    owned = raw.replace(' ', "▁");
+                                    owned.as_str()
+                                } else {
+                                    raw
+                                };
+                                words.clear();
+                                pre.split(source, words);
+                                for word in words.iter() {
+                                    model.tokenize_word(
+                                        &source[word.clone()],
+                                        bpe_scratch,
+                                        &mut out,
+                                    );
+                                }
+                            }
+                        }
+                        prev_special = false;
+                    }
+                }
+            }
+        });
+        if add_special
+            && self.add_eos
+            && let Some(eos) = self.table.ids.eos
+        {
+            out.push(eos);
+        }
+        out
+    }
+
+    /// The bytes a token decodes to: byte tokens give their byte, `▁` gives a space, GPT-2
+    /// byte characters give their bytes, control and user-defined tokens give their text.
+    /// Empty for ids outside the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> &[u8] {
+        self.pieces.get(id as usize).map_or(&[], |p| p)
+    }
+
+    /// The token's string as the vocabulary stores it (e.g. `Ġworld`, `▁world`, `<0x0A>`).
+    /// Empty for ids outside the vocabulary.
+    pub fn token_text(&self, id: u32) -> &str {
+        self.table.texts.get(id as usize).map_or("", |t| t)
+    }
+
+    /// The id of a token by its vocabulary string, if there is one.
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.table.id_of(text)
+    }
+
+    /// Bytes of a token as llama.cpp's `token_to_piece` gives them: with `special` false,
+    /// control and unknown tokens give nothing.
+    pub(crate) fn piece(&self, id: u32, special: bool) -> &[u8] {
+        let Some(attr) = self.table.attrs.get(id as usize) else {
+            return &[];
+        };
+        if !special && attr.has(Attr::CONTROL | Attr::UNKNOWN) {
+            return &[];
+        }
+        &self.pieces[id as usize]
+    }
+
+    /// Token ids to text as llama.cpp's generation output is built (each token's piece,
+    /// concatenated): control tokens such as `<|im_end|>` are not rendered. Invalid UTF-8
+    /// (a character cut off at the end) becomes U+FFFD.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.decode_bytes(ids, false)
+    }
+
+    /// As [`decode`](Self::decode), with control tokens rendered as their text.
+    pub fn decode_with_special(&self, ids: &[u32]) -> String {
+        self.decode_bytes(ids, true)
+    }
+
+    fn decode_bytes(&self, ids: &[u32], special: bool) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            bytes.extend_from_slice(self.piece(id, special));
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// llama.cpp's `llama_detokenize`: as [`decode`](Self::decode), but also drops the
+    /// leading space a SentencePiece prefix added, can drop the BOS/EOS that
+    /// `add_special` would add (`remove_special`), renders control tokens when
+    /// `unparse_special`, and applies the model's space clean-up (` ,` → `,`, ` 's` → `'s`…).
+    pub fn detokenize(&self, ids: &[u32], remove_special: bool, unparse_special: bool) -> String {
+        let mut ids = ids;
+        let mut remove_space = self.add_space_prefix;
+        if remove_special
+            && self.add_bos
+            && ids
+                .first()
+                .is_some_and(|&id| Some(id) == self.table.ids.bos)
+        {
+            remove_space = false;
+            ids = &ids[1..];
+        }
+        if remove_special
+            && self.add_eos
+            && ids.last().is_some_and(|&id| Some(id) == self.table.ids.eos)
+        {
+            ids = &ids[..ids.len() - 1];
+        }
+        let mut bytes = Vec::new();
+        for &id in ids {
+            let mut piece = self.piece(id, unparse_special);
+            if remove_space {
+                piece = piece.strip_prefix(b" ").unwrap_or(piece);
+                remove_space = false;
+            }
+            bytes.extend_from_slice(piece);
+        }
+        if self.clean_spaces {
+            decode::clean_up_spaces(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// A decoder for streaming output, token by token, yielding only whole characters;
+    /// its output concatenated equals [`decode`](Self::decode).
+    pub fn stream_decoder(&self) -> StreamDecoder<&Tokenizer> {
+        StreamDecoder::new(self, false)
+    }
+
+    /// As [`stream_decoder`](Self::stream_decoder), rendering control tokens.
+    pub fn stream_decoder_with_special(&self) -> StreamDecoder<&Tokenizer> {
+        StreamDecoder::new(self, true)
+    }
+
+    /// Number of tokens in the vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Beginning-of-sequence token.
+    pub fn bos(&self) -> Option<u32> {
+        self.table.ids.bos
+    }
+
+    /// End-of-sequence token.
+    pub fn eos(&self) -> Option<u32> {
+        self.table.ids.eos
+    }
+
+    /// End-of-turn token (from metadata, else found by its text as llama.cpp does).
+    pub fn eot(&self) -> Option<u32> {
+        self.table.ids.eot
+    }
+
+    /// Unknown-token id.
+    pub fn unknown(&self) -> Option<u32> {
+        self.table.ids.unknown
+    }
+
+    /// Padding token id.
+    pub fn padding(&self) -> Option<u32> {
+        self.table.ids.padding
+    }
+
+    /// Whether generation stops at this token: llama.cpp's end-of-generation set (EOS,
+    /// EOT, EOM and tokens it recognises by text such as `<|im_end|>`, `<end_of_turn>`,
+    /// `<|end|>`, `<|eot_id|>`, `<|endoftext|>`, `</s>`).
+    pub fn is_end_of_generation(&self, id: u32) -> bool {
+        self.table.eog.get(id as usize).copied().unwrap_or(false)
+    }
+
+    /// All end-of-generation token ids, ascending.
+    pub fn end_of_generation_ids(&self) -> Vec<u32> {
+        (0..self.table.len() as u32)
+            .filter(|&id| self.table.eog[id as usize])
+            .collect()
+    }
+
+    /// Whether the token is a control token (not rendered in output, parsed from prompt
+    /// text only when special parsing is on).
+    pub fn is_control(&self, id: u32) -> bool {
+        self.table
+            .attrs
+            .get(id as usize)
+            .is_some_and(|a| a.has(Attr::CONTROL))
+    }
+
+    /// Whether `encode(.., add_special = true, ..)` starts with BOS.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// Whether SentencePiece text gets a leading space (at the start and after every
+    /// special token).
+    pub fn add_space_prefix(&self) -> bool {
+        self.add_space_prefix
+    }
+
+    /// Whether `encode(.., add_special = true, ..)` ends with EOS.
+    pub fn add_eos(&self) -> bool {
+        self.add_eos
+    }
+}
+
+/// Defaults that differ per tokenizer family before metadata overrides them.
+struct FamilyDefaults {
+    force_bos: bool,
+    add_bos: bool,
+    add_space_prefix: bool,
+    escape: bool,
+    clean: bool,
+}
