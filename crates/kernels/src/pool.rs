@@ -1,7 +1,7 @@
 //! A persistent thread pool built for token-by-token decode.
 //!
 //! Why tern has its own pool (see shared/DEPENDENCIES.md, thread-pool row): decoding one
-//! token of a small model is a few hundred matrix-vector products of 10–100 µs each, so
+//! token of a small model is a few hundred matrix-vector products of 5–100 µs each, so
 //! the cost of handing one op to the other cores must stay near a microsecond. Spawning
 //! threads per op (`std::thread::scope`) costs 55–70 µs here; a pool whose threads are
 //! pinned and meet at a spinning barrier falls apart (34 → 2.8 tok/s in candle 0.11) as
@@ -17,13 +17,19 @@
 //!   share (dynamic chunk stealing, as llama.cpp's `ggml_compute_forward_mul_mat`
 //!   does with its `current_chunk` counter).
 //! - The caller publishes the op by bumping a generation counter. Idle workers spin on
-//!   it (with [`std::hint::spin_loop`]) for a bounded time, then sleep on a condition
-//!   variable (a futex on Linux); the caller only pays for a wake-up syscall when some
-//!   worker is asleep.
+//!   it for a bounded time (first with [`std::hint::spin_loop`], then yielding the
+//!   core between checks), then sleep on a condition variable (a futex on Linux); the
+//!   caller only pays for a wake-up system call when some worker is asleep.
 //! - The op is *closed* when the caller has found no chunk left: a worker can join an op
 //!   only while it is open, and the caller waits only for the workers that did join
 //!   (bounded spin, then sleep). So a worker that the OS never ran during the op costs
 //!   the op nothing — there is no barrier over all threads.
+//! - A worker the OS preempts in the middle of a chunk still delays its op. When an op
+//!   took longer than the calling thread alone would have (estimated from its own pace),
+//!   the pool runs the next ops on the calling thread alone, for a number of ops that
+//!   doubles while this keeps happening and shrinks while ops go well ([`PoolOptions`]
+//!   `adaptive`). So with a core taken by another process, decode degrades towards
+//!   single-thread speed instead of stalling.
 //! - Nothing is allocated per op: the closure stays on the caller's stack and workers
 //!   get a type-erased pointer to it.
 //! - Threads are not pinned (pinning is what made candle's pool collapse under load).
@@ -31,34 +37,36 @@
 //!   first payload is re-raised on the caller once every worker has left the op.
 //!
 //! [`default_threads`] picks the thread count: physical cores, bounded by the process's
-//! CPU affinity mask and cgroup CPU quota.
+//! CPU affinity mask and cgroup CPU quota. The thread protocol itself is in `shared.rs`.
 
+mod shared;
 mod topology;
 
 pub use topology::{ThreadBudget, default_threads, thread_budget};
 
-use std::any::Any;
-use std::cell::Cell;
 use std::fmt;
 use std::ops::Range;
-use std::panic::{self, AssertUnwindSafe};
-use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::panic;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use shared::{CurrentGuard, Job, Shared, call_closure, current_index_in, lock, worker_main};
 
 /// How many chunks each thread gets on average. More chunks let fast threads take
 /// over from a slow one at a finer grain; fewer keep each thread's block of rows
 /// longer and the counter quieter. Four is what llama.cpp's matmul aims for too.
 const CHUNKS_PER_THREAD: usize = 4;
 
-/// The bit of [`Shared::state`] that says the current op is open for joining; the
-/// bits below it count the workers inside the op.
-const OPEN: usize = 1 << (usize::BITS - 1);
-
-/// How many spin iterations pass between two reads of the clock while spinning.
-const SPINS_PER_CLOCK_READ: u32 = 64;
+/// How much longer than its serial estimate an op may take before it counts as a loss:
+/// covers the clock's and the hand-over's jitter on ops of a few microseconds.
+const LOSS_SLACK: Duration = Duration::from_micros(20);
+/// Serial ops run after the first loss; doubled on each further loss, up to the max.
+const MIN_BACKOFF_OPS: u32 = 16;
+const MAX_BACKOFF_OPS: u32 = 4096;
+/// Parallel ops without a loss after which the backoff is halved again.
+const CLEAN_OPS_TO_RELAX: u32 = 256;
 
 /// Tuning of a [`ThreadPool`]; [`PoolOptions::default`] suits decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,22 +74,114 @@ pub struct PoolOptions {
     /// Threads that work on each op, the calling thread included (so `n - 1` workers
     /// are spawned). 0 is taken as 1.
     pub n_threads: usize,
-    /// How long an idle worker spins waiting for the next op before it goes to sleep.
-    /// Ops of one token follow each other within microseconds, so spinning keeps the
+    /// How long an idle worker waits for the next op before it goes to sleep. Ops of
+    /// one token follow each other within microseconds, so waiting awake keeps the
     /// hand-over cheap; sleeping afterwards gives the core back between tokens.
     pub worker_spin: Duration,
-    /// How long the caller spins waiting for the workers still inside an op before it
-    /// goes to sleep. Sleeping frees the core, which lets the OS move a worker that was
-    /// preempted by another process onto it.
+    /// How long the caller waits awake for the workers still inside an op before it
+    /// goes to sleep. Sleeping frees the core, which lets the OS move a worker that
+    /// another process preempted onto it.
     pub caller_spin: Duration,
+    /// Whether to run ops on the calling thread alone for a while after an op that the
+    /// workers made slower (see the module documentation). Off, every op with more
+    /// than one chunk is shared with the workers.
+    pub adaptive: bool,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
         PoolOptions {
             n_threads: default_threads(),
-            worker_spin: Duration::from_micros(200),
-            caller_spin: Duration::from_micros(50),
+            worker_spin: Duration::from_micros(300),
+            caller_spin: Duration::from_micros(100),
+            adaptive: true,
+        }
+    }
+}
+
+/// What a pool has done since it was created ([`ThreadPool::stats`]): for benchmarks,
+/// `tern bench` and diagnosing a machine where other processes take the cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Calls handed to the workers.
+    pub parallel_ops: u64,
+    /// Calls with more than one chunk that the adaptive fallback ran on the calling
+    /// thread alone.
+    pub serial_fallback_ops: u64,
+    /// Chunks of the parallel calls.
+    pub chunks: u64,
+    /// Of those, the chunks the calling thread ran itself; workers ran the rest.
+    pub caller_chunks: u64,
+    /// Parallel calls that had to wake sleeping workers (a system call).
+    pub worker_wakeups: u64,
+    /// Parallel calls whose caller, out of chunks, found workers still inside.
+    pub waits: u64,
+    /// Of those, the waits that outlasted the caller's spin and slept.
+    pub caller_sleeps: u64,
+    /// Total time the caller spent in those waits.
+    pub wait_time: Duration,
+    /// Parallel calls that took longer than the calling thread alone would have.
+    pub losses: u64,
+}
+
+/// The caller's counters behind [`PoolStats`]. Only the holder of the submit lock
+/// writes them, so plain loads and stores suffice (no read-modify-write per op).
+#[derive(Default)]
+struct StatCounters {
+    parallel_ops: AtomicU64,
+    serial_fallback_ops: AtomicU64,
+    chunks: AtomicU64,
+    caller_chunks: AtomicU64,
+    worker_wakeups: AtomicU64,
+    waits: AtomicU64,
+    caller_sleeps: AtomicU64,
+    wait_nanos: AtomicU64,
+    losses: AtomicU64,
+}
+
+/// Adds to a counter of [`StatCounters`]; the caller must hold the submit lock.
+fn bump(counter: &AtomicU64, amount: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(amount),
+        Ordering::Relaxed,
+    );
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The adaptive fallback's state, owned by the holder of the submit lock.
+#[derive(Debug)]
+struct Backoff {
+    /// Ops still to run on the calling thread alone.
+    serial_left: u32,
+    /// How many serial ops the next loss buys.
+    next: u32,
+    /// Parallel ops since the last loss or relaxation.
+    clean: u32,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            serial_left: 0,
+            next: MIN_BACKOFF_OPS,
+            clean: 0,
+        }
+    }
+
+    fn record(&mut self, lost: bool) {
+        if lost {
+            self.serial_left = self.next;
+            self.next = (self.next * 2).min(MAX_BACKOFF_OPS);
+            self.clean = 0;
+        } else {
+            self.clean += 1;
+            if self.clean >= CLEAN_OPS_TO_RELAX {
+                self.next = (self.next / 2).max(MIN_BACKOFF_OPS);
+                self.clean = 0;
+            }
         }
     }
 }
@@ -97,95 +197,10 @@ pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     n_threads: usize,
-    /// Held for the whole of a parallel call: one op at a time owns the workers.
-    submit: Mutex<()>,
-}
-
-/// The type-erased description of one op. It lives on the caller's stack for the
-/// duration of the call; workers reach it through [`Shared::job`] only while they are
-/// counted in [`Shared::state`].
-struct Job {
-    /// Points at the caller's closure, of the type `call` was instantiated with.
-    closure: *const (),
-    /// `call_closure::<F>`: turns `closure` back into `&F` and calls it.
-    call: unsafe fn(*const (), Range<usize>, usize),
-    n_items: usize,
-    chunk_size: usize,
-    n_chunks: usize,
-    /// The value of [`Shared::generation`] that published this job.
-    generation: usize,
-}
-
-/// Aligns its content to its own cache lines (128 bytes covers the adjacent-line
-/// prefetcher of x86 and the 128-byte lines of some ARM cores), so that the counters
-/// every thread hammers do not share a line with each other.
-#[repr(align(128))]
-struct Padded<T>(T);
-
-/// The state shared by the pool handle and its workers.
-struct Shared {
-    /// Bumped once per published op (and at shutdown). Workers wait for it to change.
-    generation: Padded<AtomicUsize>,
-    /// [`OPEN`] while the current op accepts workers, plus the number of workers inside
-    /// it. The caller may return only once it has cleared `OPEN` and the count is 0.
-    state: Padded<AtomicUsize>,
-    /// The next chunk of the current op to hand out.
-    next_chunk: Padded<AtomicUsize>,
-    /// The current op's [`Job`], on the caller's stack.
-    job: AtomicPtr<Job>,
-    /// Set when a task of the current op panicked; the payload is in `panic_payload`.
-    panicked: AtomicBool,
-    panic_payload: Mutex<Option<Box<dyn Any + Send>>>,
-    shutdown: AtomicBool,
-    /// Workers asleep (or about to be) on `work_ready`.
-    sleeping_workers: AtomicUsize,
-    work_lock: Mutex<()>,
-    work_ready: Condvar,
-    /// Whether the caller is asleep (or about to be) on `op_done`.
-    caller_sleeping: AtomicBool,
-    done_lock: Mutex<()>,
-    op_done: Condvar,
-    worker_spin: Duration,
-    caller_spin: Duration,
-}
-
-thread_local! {
-    /// The pool whose task this thread is running (null if none) and its thread index
-    /// in that pool: how a nested call is recognised.
-    static CURRENT: Cell<(*const Shared, usize)> = const { Cell::new((ptr::null(), 0)) };
-}
-
-/// Restores [`CURRENT`] when dropped, also when unwinding.
-struct CurrentGuard {
-    previous: (*const Shared, usize),
-}
-
-impl CurrentGuard {
-    fn enter(shared: &Shared, thread_index: usize) -> Self {
-        let previous = CURRENT.with(|current| current.replace((shared, thread_index)));
-        CurrentGuard { previous }
-    }
-}
-
-impl Drop for CurrentGuard {
-    fn drop(&mut self) {
-        CURRENT.with(|current| current.set(self.previous));
-    }
-}
-
-/// Calls the closure a [`Job`] points at.
-///
-/// # Safety
-/// `closure` must point to a live value of type `F` that may be shared between
-/// threads for the duration of the call.
-unsafe fn call_closure<F>(closure: *const (), range: Range<usize>, thread_index: usize)
-where
-    F: Fn(Range<usize>, usize) + Sync,
-{
-    // SAFETY: the caller guarantees `closure` points to a live `F`; `F: Sync`, so a
-    // shared reference to it may be used from this thread.
-    let f = unsafe { &*closure.cast::<F>() };
-    f(range, thread_index);
+    adaptive: bool,
+    /// Held for the whole of a call that uses the workers: one op at a time owns them.
+    submit: Mutex<Backoff>,
+    stats: StatCounters,
 }
 
 /// A raw pointer to the start of an output slice, handed to the tasks of
@@ -199,7 +214,7 @@ unsafe impl<T: Send> Sync for OutputPtr<T> {}
 
 impl ThreadPool {
     /// Creates a pool in which `n_threads` threads (the caller plus `n_threads - 1`
-    /// spawned workers) share each op, with the default spin times.
+    /// spawned workers) share each op, with the default tuning.
     ///
     /// # Panics
     /// If the operating system refuses to create a thread, as [`std::thread::spawn`]
@@ -222,28 +237,13 @@ impl ThreadPool {
     /// Creates a pool with explicit [`PoolOptions`].
     pub fn with_options(options: PoolOptions) -> std::io::Result<Self> {
         let n_threads = options.n_threads.max(1);
-        let shared = Arc::new(Shared {
-            generation: Padded(AtomicUsize::new(0)),
-            state: Padded(AtomicUsize::new(0)),
-            next_chunk: Padded(AtomicUsize::new(0)),
-            job: AtomicPtr::new(ptr::null_mut()),
-            panicked: AtomicBool::new(false),
-            panic_payload: Mutex::new(None),
-            shutdown: AtomicBool::new(false),
-            sleeping_workers: AtomicUsize::new(0),
-            work_lock: Mutex::new(()),
-            work_ready: Condvar::new(),
-            caller_sleeping: AtomicBool::new(false),
-            done_lock: Mutex::new(()),
-            op_done: Condvar::new(),
-            worker_spin: options.worker_spin,
-            caller_spin: options.caller_spin,
-        });
         let mut pool = ThreadPool {
-            shared,
+            shared: Arc::new(Shared::new(options.worker_spin, options.caller_spin)),
             workers: Vec::with_capacity(n_threads - 1),
             n_threads,
-            submit: Mutex::new(()),
+            adaptive: options.adaptive,
+            submit: Mutex::new(Backoff::new()),
+            stats: StatCounters::default(),
         };
         for thread_index in 1..n_threads {
             let shared = Arc::clone(&pool.shared);
@@ -261,6 +261,25 @@ impl ThreadPool {
         self.n_threads
     }
 
+    /// What the pool has done so far.
+    pub fn stats(&self) -> PoolStats {
+        // Read without taking the submit lock (a task may ask): while a call runs, the
+        // counters may be one call apart from each other.
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let stats = &self.stats;
+        PoolStats {
+            parallel_ops: read(&stats.parallel_ops),
+            serial_fallback_ops: read(&stats.serial_fallback_ops),
+            chunks: read(&stats.chunks),
+            caller_chunks: read(&stats.caller_chunks),
+            worker_wakeups: read(&stats.worker_wakeups),
+            waits: read(&stats.waits),
+            caller_sleeps: read(&stats.caller_sleeps),
+            wait_time: Duration::from_nanos(read(&stats.wait_nanos)),
+            losses: read(&stats.losses),
+        }
+    }
+
     /// Runs `f` over `0..n_items`, split into contiguous chunks of at least `min_chunk`
     /// items (except the last), on the calling thread and the workers; returns when
     /// every item has been processed.
@@ -271,10 +290,11 @@ impl ThreadPool {
     /// call share it, so it can index per-thread scratch space. Which thread gets which
     /// chunk is decided at run time: a thread that is not running takes none.
     ///
-    /// With one thread, one chunk, or when called from inside a task of this same pool
-    /// (nested use), `f` runs inline on the current thread, over the whole range at
-    /// once, with the current thread's index. Calls from several other threads at once
-    /// run one after the other.
+    /// `f` runs inline on the current thread, over the whole range at once, with one
+    /// thread, with a single chunk, while the adaptive fallback is active, or when
+    /// called from inside a task of this same pool (nested use; `thread_index` is then
+    /// the current thread's). Calls from several other threads at once run one after
+    /// the other.
     ///
     /// # Panics
     /// If `f` panics, the chunks not yet started are skipped and the first panic is
@@ -292,10 +312,9 @@ impl ThreadPool {
             return;
         }
         let shared: &Shared = &self.shared;
-        let (current_pool, current_index) = CURRENT.with(Cell::get);
-        if ptr::eq(current_pool, shared) {
+        if let Some(thread_index) = current_index_in(shared) {
             // Nested: the workers are busy with the op this task belongs to.
-            f(0..n_items, current_index);
+            f(0..n_items, thread_index);
             return;
         }
         let target_chunks = self.n_threads * CHUNKS_PER_THREAD;
@@ -306,7 +325,18 @@ impl ThreadPool {
             return;
         }
 
-        let _submit = lock(&self.submit);
+        let mut backoff = lock(&self.submit);
+        // Mark this thread as inside the pool, so that a nested call runs inline
+        // instead of waiting for the lock we hold.
+        let current = CurrentGuard::enter(shared, 0);
+        if backoff.serial_left > 0 {
+            backoff.serial_left -= 1;
+            bump(&self.stats.serial_fallback_ops, 1);
+            f(0..n_items, 0);
+            return;
+        }
+
+        let start = Instant::now();
         // Only the holder of `submit` (and `Drop`, which has `&mut self`) changes the
         // generation, so this read is current.
         let generation = shared.generation.0.load(Ordering::Relaxed).wrapping_add(1);
@@ -318,40 +348,50 @@ impl ThreadPool {
             n_chunks,
             generation,
         };
-        // Publish: the job pointer and the chunk counter first, then the open state
-        // with Release, so a worker that joins (an Acquire read-modify-write of
-        // `state`) sees both.
-        shared.next_chunk.0.store(0, Ordering::Relaxed);
-        shared
-            .job
-            .store((&raw const job).cast_mut(), Ordering::Relaxed);
-        shared.state.0.store(OPEN, Ordering::Release);
-        shared.generation.0.store(generation, Ordering::SeqCst);
-        shared.wake_workers();
-
-        {
-            let _current = CurrentGuard::enter(shared, 0);
-            shared.run_chunks(&job, 0);
+        if shared.publish(&job) {
+            bump(&self.stats.worker_wakeups, 1);
         }
-
+        let caller_chunks = shared.run_chunks(&job, 0);
+        drop(current);
+        let caller_done = Instant::now();
         // Every chunk is claimed: close the op, then wait for the workers inside it.
-        let before_close = shared.state.0.fetch_and(!OPEN, Ordering::AcqRel);
-        if before_close & !OPEN != 0 {
-            shared.wait_for_workers();
-        }
+        let waited = shared.close_and_wait();
         // SAFETY of the borrow of `f` and `job`: from here on no worker can reach them.
         // A worker touches the job only between joining (a CAS on `state` that requires
-        // `OPEN`) and leaving (its decrement of `state`). `OPEN` is cleared above, so no
-        // worker can join any more, and `state` has read 0, so all that joined have
-        // left; their Release decrements, read by our Acquire loads, also make every
-        // write they made inside `f` visible to this thread. Nothing else holds the
-        // pointer: the next call overwrites it before it opens its own op. The same
-        // holds when `f` panicked on this thread: `run_chunks` caught the panic, so we
-        // reach this point before unwinding out of this frame.
-        shared.job.store(ptr::null_mut(), Ordering::Relaxed);
-        if shared.panicked.swap(false, Ordering::Relaxed)
-            && let Some(payload) = lock(&shared.panic_payload).take()
-        {
+        // `OPEN`) and leaving (its decrement of `state`). `close_and_wait` cleared
+        // `OPEN`, so no worker can join any more, and then read `state` as 0, so all
+        // that joined have left; their Release decrements, read by its Acquire loads,
+        // also make every write they made inside `f` visible to this thread. Nothing
+        // else keeps the pointer: it was reset, and the next call stores its own before
+        // opening. The same holds when `f` panicked on this thread: `run_chunks` caught
+        // the panic, so we reach this point before unwinding out of this frame.
+
+        bump(&self.stats.parallel_ops, 1);
+        bump(&self.stats.chunks, n_chunks as u64);
+        bump(&self.stats.caller_chunks, caller_chunks as u64);
+        if let Some(slept) = waited {
+            let end = Instant::now();
+            let wait = end - caller_done;
+            bump(&self.stats.waits, 1);
+            bump(&self.stats.caller_sleeps, u64::from(slept));
+            bump(&self.stats.wait_nanos, nanos(wait));
+            // The calling thread's own pace says how long the whole op would have
+            // taken on it alone; an op that took longer than that lost by sharing.
+            let lost = caller_chunks > 0 && {
+                let own = caller_done - start;
+                let serial = own.mul_f64(n_chunks as f64 / caller_chunks as f64);
+                end - start > serial + LOSS_SLACK
+            };
+            bump(&self.stats.losses, u64::from(lost));
+            if self.adaptive {
+                backoff.record(lost);
+            }
+        } else if self.adaptive {
+            backoff.record(false);
+        }
+        drop(backoff);
+
+        if let Some(payload) = shared.take_panic() {
             panic::resume_unwind(payload);
         }
     }
@@ -402,182 +442,9 @@ impl ThreadPool {
     }
 }
 
-impl Shared {
-    /// Claims and runs chunks of `job` until none is left or a task panics.
-    fn run_chunks(&self, job: &Job, thread_index: usize) {
-        let result = panic::catch_unwind(AssertUnwindSafe(|| {
-            loop {
-                let chunk = self.next_chunk.0.fetch_add(1, Ordering::Relaxed);
-                if chunk >= job.n_chunks {
-                    break;
-                }
-                let start = chunk * job.chunk_size;
-                let end = start + (job.n_items - start).min(job.chunk_size);
-                // SAFETY: `job.closure` points to the closure of the `for_each_chunk`
-                // call that published `job`, which is still running (it returns only
-                // after this thread has left the op, see there) and whose closure type
-                // is the one `job.call` was instantiated with.
-                unsafe { (job.call)(job.closure, start..end, thread_index) };
-            }
-        }));
-        if let Err(payload) = result {
-            // Hand out no more chunks of this op: they would run after a failure.
-            // `n_chunks` bounds the counter, so the later `fetch_add`s cannot overflow.
-            self.next_chunk.0.store(job.n_chunks, Ordering::Relaxed);
-            let mut slot = lock(&self.panic_payload);
-            if slot.is_none() {
-                *slot = Some(payload);
-            }
-            self.panicked.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Wakes the workers that went to sleep; free when none did.
-    fn wake_workers(&self) {
-        // SeqCst pairs with the sleeper's SeqCst increment and generation check: either
-        // the sleeper sees the new generation and does not wait, or we see it counted.
-        if self.sleeping_workers.load(Ordering::SeqCst) > 0 {
-            // Taking the lock orders us after a sleeper that counted itself but has not
-            // started waiting yet, so the notification cannot be lost.
-            drop(lock(&self.work_lock));
-            self.work_ready.notify_all();
-        }
-    }
-
-    /// Blocks a worker until the generation differs from `seen` or the pool shuts down.
-    fn wait_for_work(&self, seen: usize) {
-        let has_work = || {
-            self.generation.0.load(Ordering::SeqCst) != seen || self.shutdown.load(Ordering::SeqCst)
-        };
-        if spin_until(self.worker_spin, has_work) {
-            return;
-        }
-        let mut guard = lock(&self.work_lock);
-        self.sleeping_workers.fetch_add(1, Ordering::SeqCst);
-        while !has_work() {
-            guard = self
-                .work_ready
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        self.sleeping_workers.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Enters the open op, if there is one, and returns its job.
-    fn try_join(&self) -> Option<&Job> {
-        let mut state = self.state.0.load(Ordering::Relaxed);
-        loop {
-            if state & OPEN == 0 {
-                return None;
-            }
-            match self.state.0.compare_exchange_weak(
-                state,
-                state + 1,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => state = actual,
-            }
-        }
-        let job = self.job.load(Ordering::Relaxed);
-        // SAFETY: we joined an open op, which its caller published by storing `job`
-        // before the Release store of `OPEN` that our Acquire CAS read from (or from a
-        // later join in its release sequence); the caller does not return, and so the
-        // job stays alive, until we leave the op (`leave`), and the returned reference
-        // is not used after that (see `worker_main`).
-        Some(unsafe { &*job })
-    }
-
-    /// Leaves the op joined by `try_join`; wakes the caller if it sleeps and we are the
-    /// last worker out of a closed op.
-    fn leave(&self) {
-        // Release: our writes inside the op happen before the caller's return.
-        // SeqCst pairs with the caller's SeqCst flag store and state check.
-        let before = self.state.0.fetch_sub(1, Ordering::SeqCst);
-        if before == 1 && self.caller_sleeping.load(Ordering::SeqCst) {
-            drop(lock(&self.done_lock));
-            self.op_done.notify_one();
-        }
-    }
-
-    /// Blocks the caller until every worker has left the (closed) op.
-    fn wait_for_workers(&self) {
-        let all_left = || self.state.0.load(Ordering::SeqCst) == 0;
-        if spin_until(self.caller_spin, all_left) {
-            return;
-        }
-        let mut guard = lock(&self.done_lock);
-        self.caller_sleeping.store(true, Ordering::SeqCst);
-        while !all_left() {
-            guard = self
-                .op_done
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        self.caller_sleeping.store(false, Ordering::Relaxed);
-    }
-}
-
-/// The body of a worker thread: wait for an op, work on it, repeat until shutdown.
-fn worker_main(shared: &Shared, thread_index: usize) {
-    let _current = CurrentGuard::enter(shared, thread_index);
-    let mut seen = 0;
-    loop {
-        shared.wait_for_work(seen);
-        if shared.shutdown.load(Ordering::SeqCst) {
-            return;
-        }
-        seen = shared.generation.0.load(Ordering::Relaxed);
-        if let Some(job) = shared.try_join() {
-            // The job we joined may be newer than the generation read above.
-            seen = job.generation;
-            shared.run_chunks(job, thread_index);
-            // `job` is not used past this point: after `leave` it may be gone.
-            shared.leave();
-        }
-    }
-}
-
-/// Spins until `done()` or until `budget` has passed; returns whether `done()` held.
-fn spin_until(budget: Duration, mut done: impl FnMut() -> bool) -> bool {
-    if done() {
-        return true;
-    }
-    if budget.is_zero() {
-        return false;
-    }
-    let start = Instant::now();
-    loop {
-        for _ in 0..SPINS_PER_CLOCK_READ {
-            std::hint::spin_loop();
-            if done() {
-                return true;
-            }
-        }
-        if start.elapsed() >= budget {
-            return done();
-        }
-    }
-}
-
-/// Locks a mutex of the pool. Poisoning is ignored: the pool's mutexes guard no data
-/// that a panic could leave half-updated (a panic payload is stored whole or not).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Drop for ThreadPool {
     fn drop(&mut self) {
-        let shared: &Shared = &self.shared;
-        shared.shutdown.store(true, Ordering::SeqCst);
-        let generation = shared.generation.0.load(Ordering::Relaxed);
-        shared
-            .generation
-            .0
-            .store(generation.wrapping_add(1), Ordering::SeqCst);
-        drop(lock(&shared.work_lock));
-        shared.work_ready.notify_all();
+        self.shared.shut_down();
         for worker in self.workers.drain(..) {
             // A worker never unwinds (task panics are caught), so there is no error to
             // report; and a panic in `drop` would abort.
@@ -590,8 +457,40 @@ impl fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ThreadPool")
             .field("n_threads", &self.n_threads)
+            .field("adaptive", &self.adaptive)
             .field("worker_spin", &self.shared.worker_spin)
             .field("caller_spin", &self.shared.caller_spin)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_on_losses_and_relaxes_after_clean_ops() {
+        let mut backoff = Backoff::new();
+        assert_eq!(backoff.serial_left, 0);
+        backoff.record(true);
+        assert_eq!(backoff.serial_left, MIN_BACKOFF_OPS);
+        backoff.serial_left = 0;
+        backoff.record(true);
+        assert_eq!(backoff.serial_left, 2 * MIN_BACKOFF_OPS);
+        for _ in 0..20 {
+            backoff.record(true);
+        }
+        assert_eq!(backoff.serial_left, MAX_BACKOFF_OPS);
+        assert_eq!(backoff.next, MAX_BACKOFF_OPS);
+        backoff.serial_left = 0;
+        for _ in 0..CLEAN_OPS_TO_RELAX {
+            backoff.record(false);
+        }
+        assert_eq!(backoff.next, MAX_BACKOFF_OPS / 2);
+        assert_eq!(backoff.serial_left, 0);
+        for _ in 0..100 * CLEAN_OPS_TO_RELAX {
+            backoff.record(false);
+        }
+        assert_eq!(backoff.next, MIN_BACKOFF_OPS);
     }
 }

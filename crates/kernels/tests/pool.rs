@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 
 use tern_kernels::pool::{PoolOptions, ThreadPool};
 
+/// A pool that always shares ops with its workers (no adaptive fallback), for tests
+/// that need the workers to take part.
+fn fixed_pool(n_threads: usize) -> ThreadPool {
+    ThreadPool::with_options(PoolOptions {
+        n_threads,
+        adaptive: false,
+        ..PoolOptions::default()
+    })
+    .unwrap()
+}
+
 /// Runs one op over `n_items` and checks that the chunks are disjoint, in bounds, cover
 /// every item once, respect `min_chunk`, and carry valid thread indices.
 fn check_coverage(pool: &ThreadPool, n_items: usize, min_chunk: usize) {
@@ -104,7 +115,7 @@ fn one_thread_runs_inline_over_the_whole_range() {
 #[test]
 fn workers_take_part() {
     for n_threads in [2, 3, 4] {
-        let pool = ThreadPool::new(n_threads);
+        let pool = fixed_pool(n_threads);
         let seen = Mutex::new(BTreeSet::new());
         let worker_started = AtomicBool::new(false);
         pool.for_each_chunk(64, 1, |_, thread_index| {
@@ -129,7 +140,7 @@ fn workers_take_part() {
 
 #[test]
 fn concurrent_invocations_never_share_a_thread_index() {
-    let pool = ThreadPool::new(4);
+    let pool = fixed_pool(4);
     let in_use: Vec<AtomicBool> = (0..4).map(|_| AtomicBool::new(false)).collect();
     for _ in 0..200 {
         pool.for_each_chunk(64, 1, |_, thread_index| {
@@ -227,6 +238,7 @@ fn ops_after_workers_fell_asleep() {
         n_threads: 3,
         worker_spin: Duration::ZERO,
         caller_spin: Duration::ZERO,
+        adaptive: false,
     })
     .unwrap();
     for round in 0..2000 {
@@ -266,7 +278,7 @@ fn panic_on_the_calling_thread_propagates() {
 #[test]
 fn panic_on_a_worker_propagates() {
     for n_threads in [2, 4] {
-        let pool = ThreadPool::new(n_threads);
+        let pool = fixed_pool(n_threads);
         for _ in 0..20 {
             let worker_panicked = AtomicBool::new(false);
             let result = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -401,4 +413,64 @@ fn results_of_workers_are_visible_after_the_call() {
             assert_eq!(*value, round * 10_000 + row as u64);
         }
     }
+}
+
+/// Runs one op in which a worker is slow (sleeps `worker_delay` in its chunk) while the
+/// caller's chunks are instant: sharing makes it slower than the caller alone would be.
+fn op_with_a_straggler(pool: &ThreadPool, worker_delay: Duration) {
+    let worker_started = AtomicBool::new(false);
+    pool.for_each_chunk(64, 1, |_, thread_index| {
+        if thread_index == 0 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !worker_started.load(Ordering::Acquire) && Instant::now() < deadline {
+                thread::sleep(Duration::from_micros(50));
+            }
+        } else if !worker_started.swap(true, Ordering::AcqRel) {
+            thread::sleep(worker_delay);
+        }
+    });
+}
+
+/// The calls `f` got in one op: (range, thread index).
+fn calls_of_one_op(pool: &ThreadPool, n_items: usize) -> Vec<(Range<usize>, usize)> {
+    let calls = Mutex::new(Vec::new());
+    pool.for_each_chunk(n_items, 1, |range, thread_index| {
+        calls.lock().unwrap().push((range, thread_index));
+    });
+    calls.into_inner().unwrap()
+}
+
+#[test]
+fn adaptive_pool_falls_back_to_the_caller_after_a_straggler() {
+    let pool = ThreadPool::with_options(PoolOptions {
+        n_threads: 2,
+        ..PoolOptions::default()
+    })
+    .unwrap();
+    op_with_a_straggler(&pool, Duration::from_millis(50));
+    let stats = pool.stats();
+    assert_eq!(stats.parallel_ops, 1);
+    assert_eq!(stats.losses, 1, "{stats:?}");
+    // The next 16 ops run inline on the calling thread, whole.
+    for op in 0..16 {
+        assert_eq!(calls_of_one_op(&pool, 64), vec![(0..64, 0)], "op {op}");
+    }
+    assert_eq!(pool.stats().serial_fallback_ops, 16);
+    // Then the workers are tried again.
+    assert!(calls_of_one_op(&pool, 64).len() > 1);
+    assert_eq!(pool.stats().parallel_ops, 2);
+}
+
+#[test]
+fn fixed_pool_keeps_sharing_after_a_straggler() {
+    let pool = fixed_pool(2);
+    op_with_a_straggler(&pool, Duration::from_millis(50));
+    assert_eq!(pool.stats().losses, 1, "{:?}", pool.stats());
+    assert!(calls_of_one_op(&pool, 64).len() > 1);
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.parallel_ops, stats.serial_fallback_ops),
+        (2, 0),
+        "{stats:?}"
+    );
 }
