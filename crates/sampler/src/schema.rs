@@ -72,7 +72,7 @@ pub(crate) struct Property {
 }
 
 /// A compiled constraint.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Grammar {
     pub(crate) nodes: Vec<Node>,
     pub(crate) root: NodeId,
@@ -141,6 +141,14 @@ impl Grammar {
 
     pub(crate) fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id as usize]
+    }
+
+    /// The most characters a string node allows (`u32::MAX` when unbounded).
+    pub(crate) fn string_max(&self, id: NodeId) -> u32 {
+        match self.node(id) {
+            Node::String { max, .. } => *max,
+            _ => u32::MAX,
+        }
     }
 }
 

@@ -1,0 +1,104 @@
+//! The per-step cost of masking, on SmolLM2's 49,152-token vocabulary and Gemma 3's
+//! 262,144-token one (read from the real GGUF with tern-gguf), at the states that cost
+//! most and least: inside a free string (nearly every token continues it), after a key,
+//! inside a number, and at the start of a value.
+//!
+//! Prints the measured milliseconds per `mask_logits` call (run with `--nocapture`) and
+//! fails if a step is slower than a generous bound, which only a regression to something
+//! like a token-by-token check would hit.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tern_gguf::{GgufFile, Key};
+use tern_sampler::{ConstrainedDecoder, Constraint, Vocabulary};
+use tern_testkit::{TestModel, model_path};
+
+/// Gemma 3's token bytes as llama.cpp's `token_to_piece` gives them for a SentencePiece
+/// vocabulary: `▁` is a space, `<0xXX>` byte tokens are that byte; control, unknown and
+/// unused tokens have no bytes; user-defined tokens keep their text.
+fn gemma_vocab() -> Arc<Vocabulary> {
+    let file = GgufFile::open(model_path(TestModel::Gemma3_270m)).expect("open gemma");
+    let meta = file.metadata();
+    let tokens = meta
+        .get_str_array(Key::TokenizerTokens)
+        .expect("tokens")
+        .expect("tokens present");
+    let types = meta
+        .get_i32_array(Key::TokenizerTokenType)
+        .expect("types")
+        .expect("types present");
+    let eos = meta
+        .get_u32(Key::TokenizerEosId)
+        .expect("eos")
+        .expect("eos present");
+    let mut eog = vec![eos];
+    let mut bytes = Vec::with_capacity(tokens.len());
+    for (id, (text, &ty)) in tokens.iter().zip(types).enumerate() {
+        if text == "<end_of_turn>" {
+            eog.push(id as u32);
+        }
+        bytes.push(match ty {
+            2 | 3 | 5 => Vec::new(),
+            6 => vec![u8::from_str_radix(&text[3..5], 16).expect("byte token")],
+            _ => text.replace('\u{2581}', " ").into_bytes(),
+        });
+    }
+    Arc::new(Vocabulary::new(bytes, eog).expect("vocabulary"))
+}
+
+/// Median milliseconds of `mask_logits` after feeding `prefix` byte by byte.
+fn cost_ms(vocab: &Arc<Vocabulary>, constraint: &Constraint, prefix: &str) -> f64 {
+    let mut by_byte = vec![None; 256];
+    for id in 0..vocab.len() as u32 {
+        if let [b] = vocab.token_bytes(id) {
+            by_byte[*b as usize].get_or_insert(id);
+        }
+    }
+    let mut decoder = ConstrainedDecoder::new(constraint, Arc::clone(vocab)).expect("constraint");
+    for b in prefix.bytes() {
+        decoder
+            .accept(by_byte[b as usize].expect("byte token"))
+            .expect("prefix");
+    }
+    let mut logits = vec![0.0f32; vocab.len()];
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let start = Instant::now();
+        decoder.mask_logits(&mut logits);
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+#[test]
+fn per_step_masking_cost() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "code": {"type": "string", "maxLength": 8}, "count": {"type": "number"}, "tags": {"type": "array", "items": {"type": "string"}}},
+        "required": ["name"]
+    });
+    let constraint = Constraint::JsonSchema(schema);
+    let states = [
+        ("value start", ""),
+        ("after a key", "{\"name\":"),
+        ("inside a free string", "{\"name\": \"Some text "),
+        ("inside a short string", "{\"name\": \"x\", \"code\": \"ab"),
+        ("inside a number", "{\"name\": \"x\", \"count\": -12.5"),
+    ];
+    for (name, vocab) in [
+        ("SmolLM2 (49,152)", common::smollm2_vocab()),
+        ("Gemma 3 (262,144)", gemma_vocab()),
+    ] {
+        println!("{name}: {} trie nodes", vocab.trie_node_count());
+        for (state, prefix) in states {
+            let ms = cost_ms(&vocab, &constraint, prefix);
+            println!("  {state:<22} {ms:8.3} ms per step");
+            // Generous: measured values are a few ms with optimisations on.
+            assert!(ms < 500.0, "{name}, {state}: {ms:.1} ms per step");
+        }
+    }
+}
