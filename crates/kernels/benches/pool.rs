@@ -7,7 +7,8 @@
 //!   approach shared/DEPENDENCIES.md measured at 55–70 µs, for comparison.
 //! - `decode_token`: 210 ops of 576 rows each with a fixed ~35 ns of arithmetic per row
 //!   (about one SmolLM2-135M token's worth of matrix-vector products, 30 layers × 7),
-//!   so its time shows scaling and, with another process on a core, degradation.
+//!   so its time shows scaling and, with another process on a core, degradation;
+//!   `decode_token_fixed` is the same without the adaptive fallback to the caller.
 //!
 //! Run `cargo bench -p tern-kernels --bench pool`; for the busy-core case, start a busy
 //! loop (e.g. `yes > /dev/null &`) first and kill it by its PID afterwards.
@@ -15,7 +16,7 @@
 use std::hint::black_box;
 
 use divan::Bencher;
-use tern_kernels::pool::ThreadPool;
+use tern_kernels::pool::{PoolOptions, ThreadPool};
 
 fn main() {
     divan::main();
@@ -57,7 +58,20 @@ fn row_work(row: usize) -> f32 {
 
 #[divan::bench(args = [1, 2])]
 fn decode_token(bencher: Bencher<'_, '_>, n_threads: usize) {
-    let pool = ThreadPool::new(n_threads);
+    decode_token_with(bencher, ThreadPool::new(n_threads));
+}
+
+#[divan::bench(args = [2])]
+fn decode_token_fixed(bencher: Bencher<'_, '_>, n_threads: usize) {
+    let options = PoolOptions {
+        n_threads,
+        adaptive: false,
+        ..PoolOptions::default()
+    };
+    decode_token_with(bencher, ThreadPool::with_options(options).unwrap());
+}
+
+fn decode_token_with(bencher: Bencher<'_, '_>, pool: ThreadPool) {
     let mut output = vec![0.0f32; ROWS];
     bencher.bench_local(|| {
         for _ in 0..OPS {

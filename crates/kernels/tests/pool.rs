@@ -474,3 +474,16 @@ fn fixed_pool_keeps_sharing_after_a_straggler() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn pool_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ThreadPool>();
+    // And used from a thread other than the one that created it.
+    let pool = std::sync::Arc::new(ThreadPool::new(2));
+    let remote = std::sync::Arc::clone(&pool);
+    thread::spawn(move || check_coverage(&remote, 777, 1))
+        .join()
+        .unwrap();
+    check_coverage(&pool, 777, 1);
+}
