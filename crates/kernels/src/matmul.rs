@@ -56,7 +56,7 @@ impl<'a> WeightMatrix<'a> {
 
     /// Bytes of one row.
     pub fn row_bytes(&self) -> usize {
-        self.data.len() / self.rows.max(1)
+        row_bytes(self.ty, self.cols).unwrap_or(0)
     }
 
     /// The bytes of row `r`.
@@ -196,7 +196,7 @@ pub fn matmul(w: &WeightMatrix<'_>, x: &QuantizedActivations, out: &mut [f32]) {
     );
     assert_eq!(x.cols, w.cols, "activation and weight column counts differ");
     assert_eq!(out.len(), x.n_rows * w.rows, "matmul output length");
-    if w.cols == 0 {
+    if w.cols == 0 || w.rows == 0 {
         out.fill(0.0);
         return;
     }
@@ -237,5 +237,101 @@ fn check_id(id: u32, rows: usize) -> Result<(), KernelError> {
         Ok(())
     } else {
         Err(KernelError::RowOutOfRange { id, rows })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn try_new_names_the_problem() {
+        let data = [0u8; 18 * 4];
+        assert!(WeightMatrix::try_new(GgmlType::Q4_0, 2, 64, &data).is_ok());
+        let e = WeightMatrix::try_new(GgmlType::IQ2_XXS, 1, 256, &data).unwrap_err();
+        assert_eq!(e, KernelError::UnsupportedType(GgmlType::IQ2_XXS));
+        assert_eq!(
+            e.to_string(),
+            "tensor type iq2_xxs is not supported by tern's kernels"
+        );
+        let e = WeightMatrix::try_new(GgmlType::Q4_0, 1, 48, &data).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a q4_0 row of 48 values is not a whole number of 32-value blocks"
+        );
+        let e = WeightMatrix::try_new(GgmlType::Q4_0, 3, 64, &data).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a q4_0 matrix of 3×64 takes 108 bytes, but 72 were given"
+        );
+        // Sizes that overflow do not wrap around to something that matches.
+        let e = WeightMatrix::try_new(GgmlType::F32, usize::MAX, 4, &data).unwrap_err();
+        assert!(matches!(e, KernelError::SizeMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn f32_matmul_of_odd_shapes_matches_f64() {
+        let (rows, cols, tokens) = (5, 7, 3);
+        let w: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x: Vec<f32> = (0..tokens * cols)
+            .map(|i| (i as f32 * 0.71).cos())
+            .collect();
+        let data = f32_bytes(&w);
+        let m = WeightMatrix::try_new(GgmlType::F32, rows, cols, &data).unwrap();
+        let mut acts = QuantizedActivations::new();
+        acts.quantize(GgmlType::F32, &x, tokens, cols);
+        assert!(acts.fits(GgmlType::F32) && !acts.fits(GgmlType::F16));
+        let mut out = vec![0.0; rows * tokens];
+        matmul(&m, &acts, &mut out);
+        for t in 0..tokens {
+            for r in 0..rows {
+                let want: f64 = (0..cols)
+                    .map(|i| w[r * cols + i] as f64 * x[t * cols + i] as f64)
+                    .sum();
+                let got = out[t * rows + r] as f64;
+                assert!((got - want).abs() < 1e-6, "t{t} r{r}: {got} vs {want}");
+            }
+        }
+        let mut emb = vec![0.0; 2 * cols];
+        get_rows(&m, &[4, 1], &mut emb).unwrap();
+        assert_eq!(&emb[..cols], &w[4 * cols..5 * cols]);
+        assert_eq!(&emb[cols..], &w[cols..2 * cols]);
+    }
+
+    #[test]
+    fn empty_batches_are_fine() {
+        let data = f32_bytes(&[1.0; 6]);
+        let m = WeightMatrix::try_new(GgmlType::F32, 2, 3, &data).unwrap();
+        let mut acts = QuantizedActivations::default();
+        acts.quantize(GgmlType::F32, &[], 0, 3);
+        let mut out: [f32; 0] = [];
+        matmul(&m, &acts, &mut out);
+        get_rows(&m, &[], &mut out).unwrap();
+        // A matrix without rows: nothing to compute, every id out of range.
+        let none = WeightMatrix::try_new(GgmlType::Q8_0, 0, 64, &[]).unwrap();
+        let mut acts = QuantizedActivations::new();
+        acts.quantize(GgmlType::Q8_0, &[1.0; 128], 2, 64);
+        matmul(&none, &acts, &mut out);
+        assert!(get_rows(&none, &[0], &mut [0.0; 64]).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "activations quantized to q8_0 but q4_1 weights need q8_1")]
+    fn matmul_rejects_activations_of_the_wrong_type() {
+        let data = [0u8; 20];
+        let m = WeightMatrix::try_new(GgmlType::Q4_1, 1, 32, &data).unwrap();
+        let mut acts = QuantizedActivations::new();
+        acts.quantize(GgmlType::Q4_0, &[0.5; 32], 1, 32);
+        matmul(&m, &acts, &mut [0.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "not a whole number of 256-value blocks")]
+    fn k_quant_activations_need_whole_super_blocks() {
+        QuantizedActivations::new().quantize(GgmlType::Q4_K, &[0.0; 64], 1, 64);
     }
 }

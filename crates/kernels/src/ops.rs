@@ -195,3 +195,173 @@ pub fn f32_to_f16_slice(src: &[f32], dst: &mut [f16]) {
 pub fn f16_to_f32_slice(src: &[f16], dst: &mut [f32]) {
     src.convert_to_f32_slice(dst);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-scale, scale] (xorshift; no test dependency needed).
+    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32 * scale
+            })
+            .collect()
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], rel: f64, abs: f64, what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let err = (g as f64 - w).abs();
+            assert!(
+                err <= abs + rel * w.abs(),
+                "{what}[{i}]: got {g}, f64 reference {w}, error {err:.3e}"
+            );
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_f64() {
+        for (n, seed) in [(1, 1), (7, 2), (576, 3), (2048, 4)] {
+            let x = values(n, seed, 3.0);
+            let w = values(n, seed + 100, 1.5);
+            let eps = 1e-6f32;
+            let mean: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64;
+            let scale = 1.0 / (mean + eps as f64).sqrt();
+            let want: Vec<f64> = x
+                .iter()
+                .zip(&w)
+                .map(|(&v, &w)| v as f64 * scale * w as f64)
+                .collect();
+            let mut out = vec![0.0; n];
+            rms_norm(&x, &w, eps, &mut out);
+            assert_close(&out, &want, 1e-6, 1e-30, "rms_norm");
+            let mut in_place = x.clone();
+            rms_norm_in_place(&mut in_place, &w, eps);
+            assert_eq!(in_place, out, "in-place and out-of-place differ");
+        }
+        // eps dominates an all-zero row: the output is zero, not NaN.
+        let mut out = [1.0f32; 4];
+        rms_norm(&[0.0; 4], &[1.0; 4], 1e-5, &mut out);
+        assert_eq!(out, [0.0; 4]);
+    }
+
+    #[test]
+    fn softmax_matches_f64() {
+        for (n, seed, scale) in [(1, 1, 1.0), (5, 2, 3.0), (1000, 3, 20.0), (49_152, 4, 8.0)] {
+            let mut x = values(n, seed, scale);
+            // Large logits must not overflow: softmax subtracts the max.
+            x[0] += 1000.0;
+            let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let exps: Vec<f64> = x.iter().map(|&v| (v as f64 - max).exp()).collect();
+            let sum: f64 = exps.iter().sum();
+            let want: Vec<f64> = exps.iter().map(|e| e / sum).collect();
+            softmax_in_place(&mut x);
+            assert_close(&x, &want, 1e-6, 1e-30, "softmax");
+            let total: f64 = x.iter().map(|&v| v as f64).sum();
+            assert!((total - 1.0).abs() < 1e-5, "sum {total}");
+        }
+        let mut masked = [0.5, f32::NEG_INFINITY, 0.5];
+        softmax_in_place(&mut masked);
+        assert_eq!(masked, [0.5, 0.0, 0.5]);
+    }
+
+    #[test]
+    fn silu_and_swiglu_match_f64() {
+        let mut x = values(4000, 7, 12.0);
+        x.extend([0.0, -0.0, 80.0, -80.0, -1000.0, 1000.0]);
+        let up = values(x.len(), 8, 2.0);
+        let silu64: Vec<f64> = x
+            .iter()
+            .map(|&v| v as f64 / (1.0 + (-v as f64).exp()))
+            .collect();
+        let mut out = vec![0.0; x.len()];
+        silu(&x, &mut out);
+        assert_close(&out, &silu64, 1e-6, 1e-37, "silu");
+        let want: Vec<f64> = silu64.iter().zip(&up).map(|(s, &u)| s * u as f64).collect();
+        swiglu(&x, &up, &mut out);
+        assert_close(&out, &want, 2e-6, 1e-37, "swiglu");
+    }
+
+    fn gelu64(x: f64) -> f64 {
+        let c = (2.0 / std::f64::consts::PI).sqrt();
+        0.5 * x * (1.0 + (c * x * (1.0 + 0.044715 * x * x)).tanh())
+    }
+
+    #[test]
+    fn gelu_matches_f64_through_f16_rounding() {
+        let mut x = values(20_000, 9, 12.0);
+        x.extend([0.0, 1.0, -1.0, 9.999, 10.0, -10.0, 37.5, -37.5]);
+        let mut out = vec![0.0; x.len()];
+        gelu_tanh(&x, &mut out);
+        for (&v, &y) in x.iter().zip(&out) {
+            if v >= 10.0 {
+                assert_eq!(y, v);
+            } else if v <= -10.0 {
+                assert_eq!(y, 0.0);
+            } else {
+                // Input and output both pass through f16 (relative 2^-11 each); the
+                // input rounding moves the result by at most |gelu'| <= 1.13 times it.
+                let want = gelu64(v as f64);
+                let tol = 2f64.powi(-11) * (1.13 * v.abs() as f64 + want.abs()) + 1e-7;
+                assert!(
+                    (y as f64 - want).abs() <= tol,
+                    "gelu({v}) = {y}, f64 {want}"
+                );
+            }
+        }
+        // The table value for 1.0: gelu(1) = 0.841192 rounds to f16 0.84130859375.
+        let mut one = [0.0];
+        gelu_tanh(&[1.0], &mut one);
+        assert_eq!(one[0], 0.841_308_6);
+        // The f32 formula is the unrounded one.
+        assert!((gelu_tanh_f32(1.0) as f64 - gelu64(1.0)).abs() < 1e-6);
+
+        let up = values(x.len(), 10, 2.0);
+        let mut gated = vec![0.0; x.len()];
+        geglu_tanh(&x, &up, &mut gated);
+        for i in 0..x.len() {
+            assert_eq!(gated[i], out[i] * up[i], "geglu at {}", x[i]);
+        }
+    }
+
+    #[test]
+    fn f16_dot_and_conversions() {
+        let a32 = values(1000, 11, 4.0);
+        let b32 = values(1000, 12, 4.0);
+        let mut a = vec![f16::ZERO; a32.len()];
+        let mut b = vec![f16::ZERO; b32.len()];
+        f32_to_f16_slice(&a32, &mut a);
+        f32_to_f16_slice(&b32, &mut b);
+        for (h, &v) in a.iter().zip(&a32) {
+            assert_eq!(
+                *h,
+                f16::from_f32(v),
+                "slice conversion rounds like f16::from_f32"
+            );
+        }
+        let mut back = vec![0.0; a.len()];
+        f16_to_f32_slice(&a, &mut back);
+        for (&r, &v) in back.iter().zip(&a32) {
+            assert!((r - v).abs() <= v.abs() * 2f32.powi(-11) + 1e-7);
+        }
+        let exact: f64 = a.iter().zip(&b).map(|(x, y)| x.to_f64() * y.to_f64()).sum();
+        let magnitude: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x.to_f64() * y.to_f64()).abs())
+            .sum();
+        let got = vec_dot_f16(&a, &b) as f64;
+        // f16 products are exact in f64; the f32 products round once, the f64 sum
+        // barely, the result once more.
+        assert!(
+            (got - exact).abs() <= 2f64.powi(-24) * (magnitude + exact.abs()),
+            "{got} vs {exact}"
+        );
+        assert_eq!(vec_dot_f16(&[], &[]), 0.0);
+    }
+}

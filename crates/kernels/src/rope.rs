@@ -205,3 +205,196 @@ fn rotate(
     head[a] = x0 * cos - x1 * sin;
     head[b] = x0 * sin + x1 * cos;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+            })
+            .collect()
+    }
+
+    /// RoPE in f64 straight from the definition (YaRN included), independent of the
+    /// f32 angle recurrence.
+    fn rope64(x: &[f32], head_dim: usize, position: i32, p: &RopeParams<'_>) -> Vec<f64> {
+        let mut out: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let n_dims = p.n_dims as f64;
+        let corr = |beta: f64| {
+            n_dims * (p.n_ctx_orig as f64 / (beta * 2.0 * std::f64::consts::PI)).ln()
+                / (2.0 * (p.freq_base as f64).ln())
+        };
+        let low = corr(p.beta_fast as f64).floor().max(0.0);
+        let high = corr(p.beta_slow as f64).ceil().min(n_dims - 1.0);
+        for head in out.chunks_exact_mut(head_dim) {
+            for i in 0..p.n_dims / 2 {
+                let ff = p.freq_factors.map_or(1.0, |f| f[i] as f64);
+                let extrap =
+                    position as f64 * (p.freq_base as f64).powf(-2.0 * i as f64 / n_dims) / ff;
+                let interp = p.freq_scale as f64 * extrap;
+                let (mut angle, mut mscale) = (interp, p.attn_factor as f64);
+                if p.ext_factor != 0.0 {
+                    let y = (i as f64 - low) / (high - low).max(0.001);
+                    let mix = (1.0 - y.clamp(0.0, 1.0)) * p.ext_factor as f64;
+                    angle = interp * (1.0 - mix) + extrap * mix;
+                    mscale *= 1.0 + 0.1 * (1.0 / p.freq_scale as f64).ln();
+                }
+                let (a, b) = match p.ordering {
+                    RopeOrdering::Normal => (2 * i, 2 * i + 1),
+                    RopeOrdering::Neox => (i, i + p.n_dims / 2),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = (x0 * angle.cos() - x1 * angle.sin()) * mscale;
+                head[b] = (x0 * angle.sin() + x1 * angle.cos()) * mscale;
+            }
+        }
+        out
+    }
+
+    /// Checks `rope` against [`rope64`]. ggml's f32 angle recurrence multiplies by the
+    /// rounded `base^(-2/n_dims)` once per pair, so pair `i`'s angle carries a relative
+    /// error of about `(i + 2)` f32 ulps; cos/sin and the rotation add a few more ulps of
+    /// the pair's length. The tolerance of each value is that, per pair.
+    fn check(x: &[f32], head_dim: usize, position: i32, p: &RopeParams<'_>) -> Vec<f32> {
+        let mut got = x.to_vec();
+        rope(&mut got, head_dim, position, p);
+        let want = rope64(x, head_dim, position, p);
+        let eps = f32::EPSILON as f64;
+        let mscale = p.attn_factor as f64 * if p.ext_factor != 0.0 { 1.5 } else { 1.0 };
+        for (h, head) in x.chunks_exact(head_dim).enumerate() {
+            for i in 0..p.n_dims / 2 {
+                let (a, b) = match p.ordering {
+                    RopeOrdering::Normal => (2 * i, 2 * i + 1),
+                    RopeOrdering::Neox => (i, i + p.n_dims / 2),
+                };
+                let ff = p.freq_factors.map_or(1.0, |f| f[i] as f64);
+                let angle = position.unsigned_abs() as f64
+                    * (p.freq_base as f64).powf(-2.0 * i as f64 / p.n_dims as f64)
+                    / ff
+                    * (p.freq_scale as f64).max(1.0);
+                let length = (head[a] as f64).hypot(head[b] as f64);
+                let tol = mscale * length * (angle * (i as f64 + 2.0) * eps + 4.0 * eps) + 1e-30;
+                for d in [a, b] {
+                    let (g, w) = (got[h * head_dim + d] as f64, want[h * head_dim + d]);
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "{:?} pos {position} head {h} dim {d}: got {g}, f64 {w}, error {:.2e} > \
+                         tolerance {tol:.2e}",
+                        p.ordering,
+                        (g - w).abs()
+                    );
+                }
+            }
+        }
+        // Dimensions past n_dims are untouched, bit for bit.
+        for (h, (g, x)) in got
+            .chunks_exact(head_dim)
+            .zip(x.chunks_exact(head_dim))
+            .enumerate()
+        {
+            assert_eq!(
+                g[p.n_dims..],
+                x[p.n_dims..],
+                "head {h}: unrotated tail changed"
+            );
+        }
+        // The cache + apply path gives the same bits.
+        let mut cache = vec![0.0; p.n_dims];
+        rope_cache_init(p, position, &mut cache);
+        let mut via_cache = x.to_vec();
+        rope_apply(&mut via_cache, head_dim, p.ordering, &cache);
+        assert_eq!(
+            via_cache, got,
+            "rope and rope_cache_init + rope_apply differ"
+        );
+        got
+    }
+
+    #[test]
+    fn both_orderings_match_f64() {
+        for ordering in [RopeOrdering::Normal, RopeOrdering::Neox] {
+            for (head_dim, n_heads, base) in
+                [(64, 9, 100_000.0), (256, 4, 1_000_000.0), (2, 1, 10_000.0)]
+            {
+                let x = values(head_dim * n_heads, head_dim as u64);
+                let p = RopeParams::new(ordering, head_dim, base);
+                for position in [0, 1, 7, 511, 2047] {
+                    check(&x, head_dim, position, &p);
+                }
+                let mut at_zero = x.clone();
+                rope(&mut at_zero, head_dim, 0, &p);
+                assert_eq!(at_zero, x, "position 0 is the identity");
+            }
+        }
+    }
+
+    #[test]
+    fn orderings_pair_different_dimensions() {
+        // A unit vector in dimension 0 rotates into dimension 1 (normal) or n_dims / 2
+        // (NeoX).
+        let mut x = vec![0.0f32; 8];
+        x[0] = 1.0;
+        let mut normal = x.clone();
+        rope(
+            &mut normal,
+            8,
+            1,
+            &RopeParams::new(RopeOrdering::Normal, 8, 10_000.0),
+        );
+        assert!(normal[1] > 0.8 && normal[4] == 0.0, "{normal:?}");
+        let mut neox = x.clone();
+        rope(
+            &mut neox,
+            8,
+            1,
+            &RopeParams::new(RopeOrdering::Neox, 8, 10_000.0),
+        );
+        assert!(neox[4] > 0.8 && neox[1] == 0.0, "{neox:?}");
+        assert!((normal[0] - 1f32.cos()).abs() < 1e-7 && (normal[1] - 1f32.sin()).abs() < 1e-7);
+    }
+
+    #[test]
+    fn partial_rotary_and_freq_factors() {
+        let factors: Vec<f32> = (0..16).map(|i| 1.0 + i as f32 * 0.75).collect();
+        for ordering in [RopeOrdering::Normal, RopeOrdering::Neox] {
+            let head_dim = 96;
+            let x = values(head_dim * 3, 42);
+            let mut p = RopeParams::new(ordering, 32, 10_000.0);
+            for position in [3, 100, 4000] {
+                let plain = check(&x, head_dim, position, &p);
+                p.freq_factors = Some(&factors);
+                let scaled = check(&x, head_dim, position, &p);
+                assert_ne!(plain, scaled, "frequency factors had no effect");
+                p.freq_factors = None;
+            }
+        }
+    }
+
+    #[test]
+    fn linear_scaling_and_yarn_match_f64() {
+        for ordering in [RopeOrdering::Normal, RopeOrdering::Neox] {
+            let x = values(128 * 2, 5);
+            let mut p = RopeParams::new(ordering, 128, 500_000.0);
+            p.freq_scale = 0.25;
+            check(&x, 128, 1234, &p);
+            p.ext_factor = 1.0;
+            p.n_ctx_orig = 8192;
+            p.attn_factor = 1.0;
+            let yarn = check(&x, 128, 1234, &p);
+            // YaRN's magnitude scale 1 + 0.1 ln(4) shows in the norm.
+            let norm = |v: &[f32]| v.iter().map(|&a| (a as f64).powi(2)).sum::<f64>().sqrt();
+            let ratio = norm(&yarn) / norm(&x);
+            assert!(
+                (ratio - (1.0 + 0.1 * 4f64.ln())).abs() < 1e-5,
+                "norm ratio {ratio}"
+            );
+        }
+    }
+}

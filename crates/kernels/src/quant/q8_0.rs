@@ -55,3 +55,25 @@ pub fn vec_dot(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     }
     sumf
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_round_away_from_zero() {
+        // amax 127 gives d = 1 exactly, so x * id lands on the .5 ties themselves.
+        let mut x = [0.0f32; QK];
+        x[..6].copy_from_slice(&[127.0, 0.5, 1.5, 2.5, -0.5, -2.5]);
+        let mut block = [BlockQ8_0 {
+            d: F16Le::default(),
+            qs: [0; QK],
+        }];
+        quantize(&x, &mut block);
+        assert_eq!(block[0].d.to_f32(), 1.0);
+        assert_eq!(&block[0].qs[..6], &[127, 1, 2, 3, -1, -3]);
+        // An all-zero block has d = 0 and zero quants (no division by zero).
+        quantize(&[0.0; QK], &mut block);
+        assert_eq!((block[0].d.to_f32(), block[0].qs), (0.0, [0; QK]));
+    }
+}

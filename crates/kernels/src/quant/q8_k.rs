@@ -78,4 +78,51 @@ mod tests {
         assert_eq!(nearest_int(-126.6), -127);
         assert_eq!(nearest_int(126.49), 126);
     }
+
+    fn empty() -> [BlockQ8K; 1] {
+        [BlockQ8K {
+            d: [0; 4],
+            qs: [0; QK_K],
+            bsums: [[0xAA; 2]; QK_K / 16],
+        }]
+    }
+
+    #[test]
+    fn quantize_rounds_ties_to_even_and_sums_groups() {
+        // max = -127 gives iscale = 1, so iscale * x keeps the .5 ties.
+        let mut x = [0.0f32; QK_K];
+        x[..6].copy_from_slice(&[-127.0, 0.5, 1.5, 2.5, -0.5, -2.5]);
+        x[16] = 100.25;
+        let mut block = empty();
+        quantize(&x, &mut block);
+        assert_eq!(block[0].d(), 1.0);
+        assert_eq!(&block[0].qs[..6], &[-127, 0, 2, 2, 0, -2]);
+        assert_eq!(block[0].bsum(0), -127 + 2 + 2 - 2);
+        assert_eq!(block[0].bsum(1), 100);
+        assert!((2..16).all(|j| block[0].bsum(j) == 0));
+    }
+
+    #[test]
+    fn positive_max_flips_the_sign_of_the_scale() {
+        // ggml divides by the signed max: d is negative when the largest magnitude is
+        // positive, and the quants are mirrored (the largest maps to -127).
+        let mut x = [0.0f32; QK_K];
+        x[3] = 2.0;
+        x[4] = -1.0;
+        let mut block = empty();
+        quantize(&x, &mut block);
+        assert_eq!(block[0].qs[3], -127);
+        assert_eq!(block[0].qs[4], 64);
+        let mut y = [0.0f32; QK_K];
+        dequantize(&block, &mut y);
+        assert!((y[3] - 2.0).abs() < 1e-6 && (y[4] + 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn zero_block_clears_stale_sums() {
+        let mut block = empty();
+        quantize(&[0.0; QK_K], &mut block);
+        assert_eq!(block[0].d(), 0.0);
+        assert!((0..16).all(|j| block[0].bsum(j) == 0));
+    }
 }
