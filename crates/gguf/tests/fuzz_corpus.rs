@@ -1,4 +1,5 @@
-//! The fuzz seed corpus (`fuzz/seeds/gguf_read/`) is generated here from the same files
+//! The fuzz seed corpus (`fuzz/seeds/gguf_read/`, no `.gguf` suffix so the repository's
+//! `*.gguf` ignore rule does not drop them) is generated here from the same files
 //! the other tests use: valid files of several shapes and every malformed case. The test
 //! checks the committed seeds are current and behave as named (valid ones open, bad ones
 //! fail); `TERN_UPDATE_FUZZ_SEEDS=1 cargo test -p tern-gguf --test fuzz_corpus` rewrites
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use tern_gguf::{Array, GgmlType, GgufFile, GgufWriter};
 
 fn seeds() -> Vec<(String, Vec<u8>)> {
-    let mut seeds = vec![("valid-basic.gguf".to_string(), common::valid_file())];
+    let mut seeds = vec![("valid-basic".to_string(), common::valid_file())];
 
     let mut every = GgufWriter::new();
     for (k, v) in common::every_value() {
@@ -19,7 +20,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
     }
     let mut bytes = Vec::new();
     every.write_to(&mut bytes).unwrap();
-    seeds.push(("valid-every-value.gguf".to_string(), bytes));
+    seeds.push(("valid-every-value".to_string(), bytes));
 
     for (alignment, ty, dims) in [
         (1u64, GgmlType::Q4_K, vec![256u64]),
@@ -35,11 +36,11 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         w.add_tensor("y", &[4], GgmlType::F32, vec![1; 16]).unwrap();
         let mut bytes = Vec::new();
         w.write_to(&mut bytes).unwrap();
-        seeds.push((format!("valid-align-{alignment}.gguf"), bytes));
+        seeds.push((format!("valid-align-{alignment}"), bytes));
     }
 
     for case in common::bad_cases() {
-        seeds.push((format!("bad-{}.gguf", case.name), case.bytes));
+        seeds.push((format!("bad-{}", case.name), case.bytes));
     }
     seeds
 }
