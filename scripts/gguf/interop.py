@@ -6,7 +6,9 @@ Two commands, both printing one canonical JSON document on stdout:
   interop.py write OUT.gguf   write a file with gguf-py's GGUFWriter (every scalar type,
                               typed and nested arrays, F32/F16/Q8_0/Q4_0 tensors, a custom
                               alignment) and print what was written, from the spec itself;
-  interop.py dump IN.gguf     read a file with gguf-py's GGUFReader and print what it read.
+  interop.py dump IN.gguf     read a file with gguf-py's GGUFReader and print what it read;
+  interop.py sizes            print gguf-py's ggml type table: {id: [name, block, bytes]};
+  interop.py file_types       print gguf-py's general.file_type names: {id: name}.
 
 tern's tests (crates/gguf/tests/interop_gguf_py.rs) build the same canonical form from
 tern-gguf's view of the file and compare. Canonical form:
@@ -208,11 +210,28 @@ def dump(path):
     }
 
 
+def sizes():
+    from gguf.constants import GGML_QUANT_SIZES
+
+    return {str(int(t)): [t.name, b, n] for t, (b, n) in GGML_QUANT_SIZES.items()}
+
+
+def file_types():
+    from gguf.constants import LlamaFileType
+
+    return {str(int(f)): f.name for f in LlamaFileType}
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("write", "dump"):
-        sys.exit("usage: interop.py write OUT.gguf | dump IN.gguf")
-    command, path = sys.argv[1], sys.argv[2]
-    doc = write(path) if command == "write" else dump(path)
+    if sys.argv[1:] == ["sizes"]:
+        doc = sizes()
+    elif sys.argv[1:] == ["file_types"]:
+        doc = file_types()
+    elif len(sys.argv) == 3 and sys.argv[1] in ("write", "dump"):
+        command, path = sys.argv[1], sys.argv[2]
+        doc = write(path) if command == "write" else dump(path)
+    else:
+        sys.exit("usage: interop.py write OUT.gguf | dump IN.gguf | sizes | file_types")
     json.dump(doc, sys.stdout, ensure_ascii=False)
     sys.stdout.write("\n")
 

@@ -42,11 +42,14 @@ pub enum GgmlType {
     TQ1_0 = 34,
     TQ2_0 = 35,
     MXFP4 = 39,
+    NVFP4 = 40,
+    Q1_0 = 41,
+    Q2_0 = 42,
 }
 
 impl GgmlType {
     /// Every type tern knows the layout of.
-    pub const ALL: [GgmlType; 32] = [
+    pub const ALL: [GgmlType; 35] = [
         Self::F32,
         Self::F16,
         Self::Q4_0,
@@ -79,6 +82,9 @@ impl GgmlType {
         Self::TQ1_0,
         Self::TQ2_0,
         Self::MXFP4,
+        Self::NVFP4,
+        Self::Q1_0,
+        Self::Q2_0,
     ];
 
     /// The type with GGUF id `id`, if it is one ggml defines.
@@ -97,6 +103,8 @@ impl GgmlType {
         match self {
             F32 | F16 | BF16 | F64 | I8 | I16 | I32 | I64 => 1,
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL | MXFP4 => 32,
+            NVFP4 | Q2_0 => 64,
+            Q1_0 => 128,
             _ => 256,
         }
     }
@@ -136,6 +144,11 @@ impl GgmlType {
             TQ1_0 => 54,
             TQ2_0 => 66,
             MXFP4 => 17,
+            // block_nvfp4: 4 UE4M3 sub-block scales + 32 bytes of packed E2M1 (ggml-common.h).
+            NVFP4 => 36,
+            // block_q1_0 / block_q2_0: an f16 scale + 1 or 2 bits per element.
+            Q1_0 => 18,
+            Q2_0 => 18,
         }
     }
 
@@ -200,6 +213,9 @@ impl GgmlType {
             TQ1_0 => "tq1_0",
             TQ2_0 => "tq2_0",
             MXFP4 => "mxfp4",
+            NVFP4 => "nvfp4",
+            Q1_0 => "q1_0",
+            Q2_0 => "q2_0",
         }
     }
 }
@@ -233,5 +249,8 @@ mod tests {
         assert_eq!(GgmlType::Q8_0.bytes_for(64), Some(68));
         assert_eq!(GgmlType::Q8_0.bytes_for(33), None);
         assert_eq!(GgmlType::F32.bytes_for(u64::MAX), None);
+        assert_eq!(GgmlType::NVFP4.bytes_for(128), Some(72));
+        assert_eq!(GgmlType::Q1_0.bytes_for(128), Some(18));
+        assert_eq!(GgmlType::Q2_0.bytes_for(64), Some(18));
     }
 }

@@ -30,7 +30,8 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         let mut w = GgufWriter::new();
         w.add_metadata("general.architecture", "gemma3").unwrap();
         w.alignment(alignment).unwrap();
-        w.add_metadata("gemma3.attention.head_count_kv", Array::U32(vec![1, 2])).unwrap();
+        w.add_metadata("gemma3.attention.head_count_kv", Array::U32(vec![1, 2]))
+            .unwrap();
         let n = ty.bytes_for(dims.iter().product()).unwrap() as usize;
         w.add_tensor("x", &dims, ty, vec![0x5a; n]).unwrap();
         w.add_tensor("y", &[4], GgmlType::F32, vec![1; 16]).unwrap();
@@ -64,10 +65,22 @@ fn fuzz_seeds_are_current() {
         let committed = std::fs::read(dir.join(name)).unwrap_or_else(|e| {
             panic!("seed {name}: {e}\nhelp: TERN_UPDATE_FUZZ_SEEDS=1 cargo test -p tern-gguf --test fuzz_corpus")
         });
-        assert!(committed == *bytes, "seed {name} is stale\nhelp: TERN_UPDATE_FUZZ_SEEDS=1 cargo test -p tern-gguf --test fuzz_corpus");
+        assert!(
+            committed == *bytes,
+            "seed {name} is stale\nhelp: TERN_UPDATE_FUZZ_SEEDS=1 cargo test -p tern-gguf --test fuzz_corpus"
+        );
         let result = GgufFile::from_bytes(committed);
-        assert_eq!(result.is_ok(), name.starts_with("valid-"), "{name}: {result:?}");
+        assert_eq!(
+            result.is_ok(),
+            name.starts_with("valid-"),
+            "{name}: {result:?}"
+        );
     }
     let on_disk = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(on_disk, seeds.len(), "unexpected files in {}", dir.display());
+    assert_eq!(
+        on_disk,
+        seeds.len(),
+        "unexpected files in {}",
+        dir.display()
+    );
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value as Json, json};
-use tern_gguf::{Array, GgmlType, GgufFile, GgufWriter, Value};
+use tern_gguf::{Array, GgmlType, GgufFile, GgufWriter, Value, file_type_name};
 
 fn python() -> PathBuf {
     match std::env::var_os("TERN_PYTHON") {
@@ -21,12 +21,16 @@ fn python() -> PathBuf {
 }
 
 fn interop(command: &str, file: &Path) -> Json {
+    interop_args(&[command.as_ref(), file.as_os_str()])
+}
+
+fn interop_args(args: &[&std::ffi::OsStr]) -> Json {
+    let command = args[0].to_string_lossy().into_owned();
     let script = tern_testkit::repo_root().join("scripts/gguf/interop.py");
     let python = python();
     let out = Command::new(&python)
         .arg(&script)
-        .arg(command)
-        .arg(file)
+        .args(args)
         .output()
         .unwrap_or_else(|e| {
             panic!(
@@ -182,4 +186,63 @@ fn files_written_here_are_read_by_gguf_py() {
     assert_eq!(read_by_python["metadata"].as_array().unwrap().len(), 32);
     assert_eq!(read_by_python["tensors"][3]["type"], json!(12), "q4_K id");
     std::fs::remove_file(&path).unwrap();
+}
+
+/// The ggml type table agrees with gguf-py's `GGML_QUANT_SIZES` for every type both know.
+#[test]
+fn ggml_type_sizes_match_gguf_py() {
+    let table = interop_args(&["sizes".as_ref()]);
+    let table = table.as_object().unwrap();
+    let mut compared = 0;
+    for t in GgmlType::ALL {
+        let Some(entry) = table.get(&t.id().to_string()) else {
+            continue;
+        };
+        let (block, bytes) = (entry[1].as_u64().unwrap(), entry[2].as_u64().unwrap());
+        if t == GgmlType::Q8_1 {
+            // gguf-py still has the old f32 d/s layout (40 bytes); ggml's block_q8_1
+            // holds two f16 (ggml-common.h: 4 + 32 = 36), and ggml is the reference.
+            assert_eq!((block, bytes), (32, 40), "gguf-py's q8_1 changed: revisit");
+            continue;
+        }
+        assert_eq!(
+            (t.block_size() as u64, t.type_size() as u64),
+            (block, bytes),
+            "{t}"
+        );
+        assert_eq!(
+            entry[0].as_str().unwrap().to_lowercase(),
+            t.name().to_lowercase()
+        );
+        compared += 1;
+    }
+    assert!(compared >= 30, "only {compared} types compared");
+    for id in table.keys() {
+        let id: u32 = id.parse().unwrap();
+        assert!(
+            GgmlType::from_id(id).is_some(),
+            "gguf-py knows type {id}, tern does not"
+        );
+    }
+}
+
+/// `file_type_name` agrees with gguf-py's `LlamaFileType` (`MOSTLY_Q4_K_M` -> `Q4_K_M`).
+#[test]
+fn file_type_names_match_gguf_py() {
+    let table = interop_args(&["file_types".as_ref()]);
+    let mut compared = 0;
+    for (id, name) in table.as_object().unwrap() {
+        let id: u32 = id.parse().unwrap();
+        let name = name.as_str().unwrap();
+        if name == "GUESSED" {
+            assert_eq!(file_type_name(id), None, "1024 marks a guess, not a type");
+            continue;
+        }
+        let short = name
+            .trim_start_matches("MOSTLY_")
+            .trim_start_matches("ALL_");
+        assert_eq!(file_type_name(id), Some(short), "file type {id}");
+        compared += 1;
+    }
+    assert!(compared >= 30, "only {compared} file types compared");
 }
