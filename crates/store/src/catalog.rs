@@ -41,7 +41,7 @@ pub struct CatalogModel {
     pub license: String,
     /// The tag a name without tag means.
     pub default_tag: String,
-    #[serde(rename = "variant")]
+    #[serde(rename(deserialize = "variant"))]
     pub variants: Vec<CatalogVariant>,
 }
 

@@ -452,7 +452,8 @@ impl Store {
                     &format!("copying {}", path.display()),
                     fs::metadata(path).ok().map(|m| m.len()),
                 );
-                fs::copy(path, &copy).map_err(|e| Error::io("copying", path, e))?;
+                let copied = fs::copy(path, &copy).map_err(|e| Error::io("copying", path, e))?;
+                progress.advance(copied);
                 File::open(&copy)
                     .and_then(|f| f.sync_all())
                     .map_err(|e| Error::io("syncing", &copy, e))?;
