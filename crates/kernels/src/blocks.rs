@@ -30,7 +30,7 @@ impl F16Le {
     /// The value as f32 (exact: every f16 is an f32).
     #[inline]
     pub fn to_f32(self) -> f32 {
-        f16::from_bits(u16::from_le_bytes(self.0)).to_f32()
+        f16::from_bits(u16::from_le_bytes(self.0)).to_f32_const()
     }
 
     /// Rounds to the nearest f16, ties to even — what ggml's `GGML_FP32_TO_FP16` does

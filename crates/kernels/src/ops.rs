@@ -173,9 +173,17 @@ pub fn geglu_tanh(gate: &[f32], up: &[f32], out: &mut [f32]) {
 /// If the slices differ in length.
 pub fn vec_dot_f16(a: &[f16], b: &[f16]) -> f32 {
     assert_eq!(a.len(), b.len(), "vec_dot_f16: length mismatch");
+    // Converted 64 at a time with half's slice conversion (F16C where available).
+    let mut af = [0.0f32; 64];
+    let mut bf = [0.0f32; 64];
     let mut sum = 0.0f64;
-    for (&x, &y) in a.iter().zip(b) {
-        sum += (x.to_f32() * y.to_f32()) as f64;
+    for (ac, bc) in a.chunks(64).zip(b.chunks(64)) {
+        let (af, bf) = (&mut af[..ac.len()], &mut bf[..bc.len()]);
+        ac.convert_to_f32_slice(af);
+        bc.convert_to_f32_slice(bf);
+        for (&x, &y) in af.iter().zip(bf.iter()) {
+            sum += (x * y) as f64;
+        }
     }
     sum as f32
 }

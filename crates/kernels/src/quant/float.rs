@@ -10,6 +10,22 @@
 //! to F16 (round to nearest even) for F16 weights and to BF16 for BF16 weights.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+/// Values converted per step by the f16 paths: half's slice conversion uses F16C where
+/// the CPU has it, element-wise `to_f32` pays a feature check per value.
+const F16_CHUNK: usize = 64;
+
+/// Decodes up to [`F16_CHUNK`] little-endian f16 values from `bytes` into `out`.
+#[inline]
+fn decode_f16_chunk(bytes: &[u8], out: &mut [f32]) {
+    let mut halves = [f16::ZERO; F16_CHUNK];
+    let halves = &mut halves[..out.len()];
+    for (h, b) in halves.iter_mut().zip(bytes.chunks_exact(2)) {
+        *h = f16::from_bits(u16::from_le_bytes([b[0], b[1]]));
+    }
+    halves.convert_to_f32_slice(out);
+}
 
 #[inline]
 fn f32_at(bytes: &[u8], i: usize) -> f32 {
@@ -54,8 +70,8 @@ pub fn dequantize_f32(bytes: &[u8], out: &mut [f32]) {
 /// Decodes little-endian f16 bytes.
 pub fn dequantize_f16(bytes: &[u8], out: &mut [f32]) {
     assert_eq!(bytes.len(), out.len() * 2, "f16 row: length mismatch");
-    for (y, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *y = f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+    for (y, b) in out.chunks_mut(F16_CHUNK).zip(bytes.chunks(2 * F16_CHUNK)) {
+        decode_f16_chunk(b, y);
     }
 }
 
@@ -111,10 +127,15 @@ pub fn vec_dot_f16(w: &[u8], a: &[u8], n: usize) -> f32 {
         "f16 vec_dot: length mismatch"
     );
     let mut sum = 0.0f64;
-    for i in 0..n {
-        let x = f16::from_bits(u16_at(w, i)).to_f32();
-        let y = f16::from_bits(u16_at(a, i)).to_f32();
-        sum += (x * y) as f64;
+    let mut wf = [0.0f32; F16_CHUNK];
+    let mut af = [0.0f32; F16_CHUNK];
+    for (wc, ac) in w.chunks(2 * F16_CHUNK).zip(a.chunks(2 * F16_CHUNK)) {
+        let m = wc.len() / 2;
+        decode_f16_chunk(wc, &mut wf[..m]);
+        decode_f16_chunk(ac, &mut af[..m]);
+        for (&x, &y) in wf[..m].iter().zip(&af[..m]) {
+            sum += (x * y) as f64;
+        }
     }
     sum as f32
 }

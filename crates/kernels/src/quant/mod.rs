@@ -31,6 +31,18 @@ use crate::blocks::as_blocks;
 use crate::blocks::as_blocks_mut;
 use crate::error::KernelError;
 
+/// Exact integer dot product of two 32-value blocks of quants. Written as one plain loop
+/// so that the compiler vectorizes it; integer sums are exact, so the order does not
+/// matter (ggml's generic code splits it into two half sums).
+#[inline]
+pub(crate) fn dot_i8_32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+    let mut sum = 0i32;
+    for (&x, &y) in a.iter().zip(b) {
+        sum += x as i32 * y as i32;
+    }
+    sum
+}
+
 /// The weight types tern can multiply with and look rows up in.
 pub fn supported_weight_type(ty: GgmlType) -> bool {
     vec_dot_type(ty).is_some()

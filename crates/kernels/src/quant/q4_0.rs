@@ -3,6 +3,7 @@
 //! `ggml_vec_dot_q4_0_q8_0_generic` (ggml/src/ggml-cpu/quants.c). The dot product's
 //! activation side is Q8_0.
 
+use super::dot_i8_32;
 use crate::blocks::{BlockQ4_0, BlockQ8_0, F16Le, QK};
 
 /// Quantizes `x` (32 values per block) as ggml's reference quantizer does: the scale
@@ -57,15 +58,12 @@ pub fn vec_dot(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "q4_0 vec_dot: block count mismatch");
     let mut sumf = 0.0f32;
     for (x, y) in w.iter().zip(a) {
-        let mut sumi0 = 0i32;
-        let mut sumi1 = 0i32;
+        let mut q = [0i8; QK];
         for j in 0..QK / 2 {
-            let v0 = (x.qs[j] & 0x0F) as i32 - 8;
-            let v1 = (x.qs[j] >> 4) as i32 - 8;
-            sumi0 += v0 * y.qs[j] as i32;
-            sumi1 += v1 * y.qs[j + QK / 2] as i32;
+            q[j] = (x.qs[j] & 0x0F) as i8 - 8;
+            q[j + QK / 2] = (x.qs[j] >> 4) as i8 - 8;
         }
-        let sumi = sumi0 + sumi1;
+        let sumi = dot_i8_32(&q, &y.qs);
         sumf += sumi as f32 * x.d.to_f32() * y.d.to_f32();
     }
     sumf

@@ -3,6 +3,7 @@
 //! `ggml_vec_dot_q4_1_q8_1_generic` (ggml/src/ggml-cpu/quants.c). The activation side
 //! is Q8_1, whose stored `s = d * sum(q)` applies the minimum in one multiply.
 
+use super::dot_i8_32;
 use crate::blocks::{BlockQ4_1, BlockQ8_1, F16Le, QK};
 
 /// Quantizes `x` as ggml's reference quantizer does: `d = (max - min) / 15`, `m = min`.
@@ -56,15 +57,12 @@ pub fn vec_dot(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     assert_eq!(w.len(), a.len(), "q4_1 vec_dot: block count mismatch");
     let mut sumf = 0.0f32;
     for (x, y) in w.iter().zip(a) {
-        let mut sumi0 = 0i32;
-        let mut sumi1 = 0i32;
+        let mut q = [0i8; QK];
         for j in 0..QK / 2 {
-            let v0 = (x.qs[j] & 0x0F) as i32;
-            let v1 = (x.qs[j] >> 4) as i32;
-            sumi0 += v0 * y.qs[j] as i32;
-            sumi1 += v1 * y.qs[j + QK / 2] as i32;
+            q[j] = (x.qs[j] & 0x0F) as i8;
+            q[j + QK / 2] = (x.qs[j] >> 4) as i8;
         }
-        let sumi = sumi0 + sumi1;
+        let sumi = dot_i8_32(&q, &y.qs);
         sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
     }
     sumf

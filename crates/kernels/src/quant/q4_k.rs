@@ -35,6 +35,21 @@ pub fn dequantize(blocks: &[BlockQ4K], out: &mut [f32]) {
     }
 }
 
+/// The 256 quants (0..16) of a block in value order: each 32 bytes of `qs` hold two
+/// groups, low nibbles first.
+#[inline]
+fn unpack(block: &BlockQ4K) -> [u8; QK_K] {
+    let mut out = [0u8; QK_K];
+    for (q, y) in block.qs.chunks_exact(32).zip(out.chunks_exact_mut(64)) {
+        let (low, high) = y.split_at_mut(32);
+        for ((&b, lo), hi) in q.iter().zip(low).zip(high) {
+            *lo = b & 0xF;
+            *hi = b >> 4;
+        }
+    }
+    out
+}
+
 /// Dot product with a Q8_K activation row. Integer products are gathered in 8 lanes
 /// (lane = value index mod 8) times each group's scale; per block the lanes are scaled
 /// by `d_w * d_a` into 8 f32 sums and `dmin_w * d_a * sum(bsums * m)` is subtracted from
@@ -46,19 +61,17 @@ pub fn vec_dot(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
     let mut sums = [0.0f32; 8];
     let mut sumf = 0.0f32;
     for (x, y) in w.iter().zip(a) {
+        let q = unpack(x);
         let mut aux32 = [0i32; 8];
         let mut sumi = 0i32;
-        for pair in 0..QK_K / 64 {
-            let q4 = &x.qs[32 * pair..32 * (pair + 1)];
-            for (nibble, group) in [(0u32, 2 * pair), (4, 2 * pair + 1)] {
-                let (scale, min) = scale_min_k4(group, &x.scales);
-                let q8 = &y.qs[32 * group..32 * (group + 1)];
-                for l in 0..32 {
-                    let q = ((q4[l] >> nibble) & 0xF) as i32;
-                    aux32[l % 8] += scale as i32 * (q * q8[l] as i32);
+        for (group, (q, q8)) in q.chunks_exact(32).zip(y.qs.chunks_exact(32)).enumerate() {
+            let (scale, min) = scale_min_k4(group, &x.scales);
+            for (q, q8) in q.chunks_exact(8).zip(q8.chunks_exact(8)) {
+                for l in 0..8 {
+                    aux32[l] += scale as i32 * (q[l] as i32 * q8[l] as i32);
                 }
-                sumi += min as i32 * (y.bsum(2 * group) as i32 + y.bsum(2 * group + 1) as i32);
             }
+            sumi += min as i32 * (y.bsum(2 * group) as i32 + y.bsum(2 * group + 1) as i32);
         }
         let d = x.d.to_f32() * y.d();
         for (s, &v) in sums.iter_mut().zip(&aux32) {

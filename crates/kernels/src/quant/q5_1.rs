@@ -2,6 +2,7 @@
 //! ggml's `quantize_row_q5_1_ref` / `dequantize_row_q5_1` (ggml/src/ggml-quants.c) and
 //! `ggml_vec_dot_q5_1_q8_1_generic` (ggml/src/ggml-cpu/quants.c). Activations: Q8_1.
 
+use super::dot_i8_32;
 use crate::blocks::{BlockQ5_1, BlockQ8_1, F16Le, QK};
 
 /// Quantizes `x` as ggml's reference quantizer does: `d = (max - min) / 31`, `m = min`.
@@ -65,17 +66,14 @@ pub fn vec_dot(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
     let mut sumf = 0.0f32;
     for (x, y) in w.iter().zip(a) {
         let qh = x.high_bits();
-        let mut sumi0 = 0i32;
-        let mut sumi1 = 0i32;
+        let mut q = [0i8; QK];
         for j in 0..QK / 2 {
             let xh0 = ((qh >> j) << 4) & 0x10;
             let xh1 = (qh >> (j + 12)) & 0x10;
-            let x0 = ((x.qs[j] & 0x0F) as u32 | xh0) as i32;
-            let x1 = ((x.qs[j] >> 4) as u32 | xh1) as i32;
-            sumi0 += x0 * y.qs[j] as i32;
-            sumi1 += x1 * y.qs[j + QK / 2] as i32;
+            q[j] = ((x.qs[j] & 0x0F) as u32 | xh0) as i8;
+            q[j + QK / 2] = ((x.qs[j] >> 4) as u32 | xh1) as i8;
         }
-        let sumi = sumi0 + sumi1;
+        let sumi = dot_i8_32(&q, &y.qs);
         sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
     }
     sumf

@@ -5,18 +5,25 @@
 
 use crate::blocks::{BlockQ5K, BlockQ8K, QK_K, scale_min_k4};
 
-/// The 5-bit quant of value `l` (0..32) of group `group` (0..8).
+/// The 256 quants (0..32) of a block in value order: low nibbles as in Q4_K, and group
+/// `g` takes its fifth bits from bit `g` of the 32 `qh` bytes.
 #[inline]
-fn quant(block: &BlockQ5K, group: usize, l: usize) -> u8 {
-    let pair = group / 2;
-    let low = if group.is_multiple_of(2) {
-        block.qs[32 * pair + l] & 0xF
-    } else {
-        block.qs[32 * pair + l] >> 4
-    };
-    // Group g takes its fifth bits from bit g of the 32 `qh` bytes.
-    let high = (block.qh[l] >> group) & 1;
-    low | (high << 4)
+fn unpack(block: &BlockQ5K) -> [u8; QK_K] {
+    let mut out = [0u8; QK_K];
+    for (pair, (q, y)) in block
+        .qs
+        .chunks_exact(32)
+        .zip(out.chunks_exact_mut(64))
+        .enumerate()
+    {
+        let (low, high) = y.split_at_mut(32);
+        for (l, ((&b, lo), hi)) in q.iter().zip(low).zip(high).enumerate() {
+            let h = block.qh[l] >> (2 * pair);
+            *lo = (b & 0xF) | ((h & 1) << 4);
+            *hi = (b >> 4) | ((h & 2) << 3);
+        }
+    }
+    out
 }
 
 /// Writes the 256 values of each block to `out`.
@@ -29,11 +36,12 @@ pub fn dequantize(blocks: &[BlockQ5K], out: &mut [f32]) {
     for (block, y) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
         let d = block.d.to_f32();
         let min = block.dmin.to_f32();
-        for (group, y) in y.chunks_exact_mut(32).enumerate() {
+        let q = unpack(block);
+        for (group, (y, q)) in y.chunks_exact_mut(32).zip(q.chunks_exact(32)).enumerate() {
             let (sc, m) = scale_min_k4(group, &block.scales);
             let (dl, ml) = (d * sc as f32, min * m as f32);
-            for (l, y) in y.iter_mut().enumerate() {
-                *y = dl * quant(block, group, l) as f32 - ml;
+            for (y, &q) in y.iter_mut().zip(q) {
+                *y = dl * q as f32 - ml;
             }
         }
     }
@@ -46,13 +54,15 @@ pub fn vec_dot(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
     let mut sums = [0.0f32; 8];
     let mut sumf = 0.0f32;
     for (x, y) in w.iter().zip(a) {
+        let q = unpack(x);
         let mut aux32 = [0i32; 8];
         let mut sumi = 0i32;
-        for group in 0..QK_K / 32 {
+        for (group, (q, q8)) in q.chunks_exact(32).zip(y.qs.chunks_exact(32)).enumerate() {
             let (scale, min) = scale_min_k4(group, &x.scales);
-            let q8 = &y.qs[32 * group..32 * (group + 1)];
-            for (l, &b) in q8.iter().enumerate() {
-                aux32[l % 8] += scale as i32 * (quant(x, group, l) as i32 * b as i32);
+            for (q, q8) in q.chunks_exact(8).zip(q8.chunks_exact(8)) {
+                for l in 0..8 {
+                    aux32[l] += scale as i32 * (q[l] as i32 * q8[l] as i32);
+                }
             }
             sumi += min as i32 * (y.bsum(2 * group) as i32 + y.bsum(2 * group + 1) as i32);
         }
