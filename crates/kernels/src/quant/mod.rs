@@ -10,6 +10,15 @@
 //! [`vec_dot`]) check their arguments; the matmul gets the unchecked function pointers
 //! of a [`RowKernels`] once per call. That table is the run-time dispatch point: the
 //! SIMD modules of issue 5 provide their own tables, chosen by [`crate::kernel_path`].
+//!
+//! Where llama.cpp's arithmetic differs from this reference: its CPU backend runs SIMD
+//! versions of these dot products (8 to 16 f32 lanes, fused multiply-adds), and for
+//! whole matmuls it may use llamafile's tinyBLAS (`ggml-cpu/llamafile/sgemm.cpp`: F32,
+//! F16, BF16, Q8_0, Q4_0, Q5_0) or repacked, row-interleaved weights
+//! (`ggml-cpu/repack.cpp`: Q4_0, Q8_0, Q2_K, Q4_K, Q5_K, Q6_K, depending on the CPU).
+//! All of them add the same exact per-block integer products; only the order and
+//! rounding of the f32 sums differ, which moves results in the last bits (the fixture
+//! tests measure it against llama.cpp's own `vec_dot`).
 
 pub mod float;
 pub mod q2_k;
