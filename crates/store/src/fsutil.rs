@@ -137,6 +137,33 @@ pub(crate) fn tree_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Bytes in the files under `dirs`, counting a file name found in several places once (at
+/// its largest): pip downloads into a temporary directory and then copies into the
+/// destination, and this follows the download without counting the copy twice.
+pub(crate) fn distinct_file_bytes(dirs: &[&Path]) -> u64 {
+    fn walk(dir: &Path, sizes: &mut std::collections::HashMap<std::ffi::OsString, u64>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(&entry.path(), sizes),
+                Ok(t) if t.is_file() => {
+                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    let slot = sizes.entry(entry.file_name()).or_insert(0);
+                    *slot = (*slot).max(size);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut sizes = std::collections::HashMap::new();
+    for dir in dirs {
+        walk(dir, &mut sizes);
+    }
+    sizes.values().sum()
+}
+
 /// Describes the first bytes of non-GGUF content for an error message.
 pub(crate) fn describe_prefix(bytes: &[u8]) -> String {
     let shown = &bytes[..bytes.len().min(16)];

