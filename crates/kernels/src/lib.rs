@@ -8,8 +8,8 @@
 //! products, and the scalar code keeps ggml's reference order of operations.
 //!
 //! Layout: [`blocks`] (the block structs), [`quant`] (one module per format: the portable
-//! scalar reference, which is also the fallback on CPUs without SIMD), [`matmul`] (the
-//! typed API), [`ops`] and [`rope`], [`cpu`] (run-time CPU detection and the choice of
+//! scalar reference, which is also the fallback on CPUs without SIMD), [`mod@matmul`] (the
+//! typed API), [`ops`] and [`mod@rope`], [`cpu`] (run-time CPU detection and the choice of
 //! [`KernelPath`]). SIMD versions will live in one module per ISA and be selected once
 //! per process in `quant::row_kernels`.
 //!

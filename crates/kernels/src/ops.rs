@@ -139,7 +139,7 @@ fn gelu_table_lookup(table: &[u16], x: f32) -> f32 {
 }
 
 /// `out = gelu(x)`, tanh approximation, through ggml's f16 table (see
-/// [`gelu_table_lookup`]'s rules) so results equal llama.cpp's bit for bit.
+/// `gelu_table_lookup`'s rules) so results equal llama.cpp's bit for bit.
 ///
 /// # Panics
 /// If the slices differ in length.

@@ -8,7 +8,7 @@
 //!
 //! The byte-level entry points here ([`dequantize_row`], [`quantize_row`],
 //! [`vec_dot`]) check their arguments; the matmul gets the unchecked function pointers
-//! of a [`RowKernels`] once per call. That table is the run-time dispatch point: the
+//! of a `RowKernels` table once per call. That table is the run-time dispatch point: the
 //! SIMD modules of issue 5 provide their own tables, chosen by [`crate::kernel_path`].
 //!
 //! Where llama.cpp's arithmetic differs from this reference: its CPU backend runs SIMD
