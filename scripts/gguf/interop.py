@@ -8,7 +8,10 @@ Two commands, both printing one canonical JSON document on stdout:
                               alignment) and print what was written, from the spec itself;
   interop.py dump IN.gguf     read a file with gguf-py's GGUFReader and print what it read;
   interop.py sizes            print gguf-py's ggml type table: {id: [name, block, bytes]};
-  interop.py file_types       print gguf-py's general.file_type names: {id: name}.
+  interop.py file_types       print gguf-py's general.file_type names: {id: name};
+  interop.py ggml IN.gguf     read a file with ggml's own C reader (`gguf_init_from_file` in
+                              libggml-base.so of the reference llama.cpp build, through
+                              ctypes) and print its header view, or {"error": ...}.
 
 tern's tests (crates/gguf/tests/interop_gguf_py.rs) build the same canonical form from
 tern-gguf's view of the file and compare. Canonical form:
@@ -222,16 +225,88 @@ def file_types():
     return {str(int(f)): f.name for f in LlamaFileType}
 
 
+def ggml_lib_path():
+    import os
+
+    return os.environ.get(
+        "TERN_GGML_LIB", "/root/.cache/llama.cpp-reference/build/bin/libggml-base.so"
+    )
+
+
+def ggml(path):
+    """The header as llama.cpp sees it: keys and value types, tensors, offsets."""
+    import ctypes
+
+    lib = ctypes.CDLL(ggml_lib_path())
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]
+
+    lib.gguf_init_from_file.restype = ctypes.c_void_p
+    lib.gguf_init_from_file.argtypes = [ctypes.c_char_p, InitParams]
+    for name, restype in [
+        ("gguf_get_version", ctypes.c_uint32),
+        ("gguf_get_alignment", ctypes.c_size_t),
+        ("gguf_get_data_offset", ctypes.c_size_t),
+        ("gguf_get_n_kv", ctypes.c_int64),
+        ("gguf_get_n_tensors", ctypes.c_int64),
+        ("gguf_free", None),
+    ]:
+        getattr(lib, name).restype = restype
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+    for name, restype in [
+        ("gguf_get_key", ctypes.c_char_p),
+        ("gguf_get_kv_type", ctypes.c_int),
+        ("gguf_get_arr_type", ctypes.c_int),
+        ("gguf_get_tensor_name", ctypes.c_char_p),
+        ("gguf_get_tensor_offset", ctypes.c_size_t),
+        ("gguf_get_tensor_type", ctypes.c_int),
+        ("gguf_get_tensor_size", ctypes.c_size_t),
+    ]:
+        getattr(lib, name).restype = restype
+        getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_int64]
+
+    ctx = lib.gguf_init_from_file(str(path).encode(), InitParams(True, None))
+    if not ctx:
+        return {"error": "gguf_init_from_file failed"}
+    try:
+        keys = []
+        for i in range(lib.gguf_get_n_kv(ctx)):
+            vtype = lib.gguf_get_kv_type(ctx, i)
+            name = TYPE_NAMES[GGUFValueType(vtype)]
+            if vtype == GGUFValueType.ARRAY:
+                name += " of " + TYPE_NAMES[GGUFValueType(lib.gguf_get_arr_type(ctx, i))]
+            keys.append([lib.gguf_get_key(ctx, i).decode(), name])
+        tensors = [
+            {
+                "name": lib.gguf_get_tensor_name(ctx, i).decode(),
+                "type": lib.gguf_get_tensor_type(ctx, i),
+                "offset": lib.gguf_get_tensor_offset(ctx, i),
+                "n_bytes": lib.gguf_get_tensor_size(ctx, i),
+            }
+            for i in range(lib.gguf_get_n_tensors(ctx))
+        ]
+        return {
+            "version": lib.gguf_get_version(ctx),
+            "alignment": lib.gguf_get_alignment(ctx),
+            "data_offset": lib.gguf_get_data_offset(ctx),
+            "keys": keys,
+            "tensors": tensors,
+        }
+    finally:
+        lib.gguf_free(ctx)
+
+
 def main():
     if sys.argv[1:] == ["sizes"]:
         doc = sizes()
     elif sys.argv[1:] == ["file_types"]:
         doc = file_types()
-    elif len(sys.argv) == 3 and sys.argv[1] in ("write", "dump"):
+    elif len(sys.argv) == 3 and sys.argv[1] in ("write", "dump", "ggml"):
         command, path = sys.argv[1], sys.argv[2]
-        doc = write(path) if command == "write" else dump(path)
+        doc = {"write": write, "dump": dump, "ggml": ggml}[command](path)
     else:
-        sys.exit("usage: interop.py write OUT.gguf | dump IN.gguf | sizes | file_types")
+        sys.exit("usage: interop.py write OUT.gguf | dump IN.gguf | ggml IN.gguf | sizes | file_types")
     json.dump(doc, sys.stdout, ensure_ascii=False)
     sys.stdout.write("\n")
 

@@ -218,21 +218,18 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, Error> {
 }
 
 fn alignment_of(metadata: &Metadata) -> Result<u64, Error> {
-    let Some(value) = metadata.get_raw(crate::Key::GeneralAlignment.template()) else {
-        return Ok(DEFAULT_ALIGNMENT);
-    };
-    let Some(int) = value.as_i128() else {
-        return Err(Error::WrongType {
-            key: crate::Key::GeneralAlignment.template().to_string(),
+    let key = crate::Key::GeneralAlignment.template();
+    // A u32, as the spec and llama.cpp (`gguf_init_from_file_impl`) require.
+    match metadata.get_raw(key) {
+        None => Ok(DEFAULT_ALIGNMENT),
+        Some(Value::U32(a)) if a.is_power_of_two() => Ok(u64::from(*a)),
+        Some(Value::U32(a)) => Err(Error::BadAlignment {
+            value: u64::from(*a),
+        }),
+        Some(other) => Err(Error::WrongType {
+            key: key.to_string(),
             expected: "u32",
-            found: value.type_description(),
-        });
-    };
-    match u64::try_from(int) {
-        Ok(a) if a.is_power_of_two() => Ok(a),
-        // Negative values are reported as zero: they are as invalid and have no u64 form.
-        _ => Err(Error::BadAlignment {
-            value: u64::try_from(int).unwrap_or(0),
+            found: other.type_description(),
         }),
     }
 }

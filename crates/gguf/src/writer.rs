@@ -147,22 +147,22 @@ impl<'a> GgufWriter<'a> {
             if self.metadata.get_raw(&key).is_some() {
                 return Err(Error::DuplicateKey { key });
             }
-            let alignment = match value.as_i128() {
-                Some(v) => u64::try_from(v).ok().filter(|a| a.is_power_of_two()),
-                None => {
+            // A u32, as the reader (and llama.cpp) require.
+            self.alignment = match value {
+                Value::U32(a) if a.is_power_of_two() => u64::from(a),
+                Value::U32(a) => {
+                    return Err(Error::BadAlignment {
+                        value: u64::from(a),
+                    });
+                }
+                other => {
                     return Err(Error::WrongType {
                         key,
                         expected: "u32",
-                        found: value.type_description(),
+                        found: other.type_description(),
                     });
                 }
             };
-            self.alignment = alignment.ok_or(Error::BadAlignment {
-                value: value
-                    .as_i128()
-                    .and_then(|v| u64::try_from(v).ok())
-                    .unwrap_or(0),
-            })?;
         }
         self.metadata.push(key, value)
     }

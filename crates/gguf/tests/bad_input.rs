@@ -59,7 +59,7 @@ cases! {
     key_length_too_large string_value_too_long array_length_too_large string_array_too_large
     unknown_value_type unknown_array_element_type nesting_too_deep duplicate_key
     invalid_utf8_key invalid_utf8_value invalid_utf8_tensor_name
-    alignment_zero alignment_not_power_of_two alignment_wrong_type
+    alignment_zero alignment_not_power_of_two alignment_wrong_type alignment_not_u32
     too_many_dims zero_dim overflowing_dims overflowing_bytes unknown_tensor_type
     row_not_block_multiple data_past_end offset_past_end missing_data_padding
     misaligned_offset overlapping_tensors duplicate_tensor_name

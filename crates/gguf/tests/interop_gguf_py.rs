@@ -7,44 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
+use common::interop::{ggml_view, interop, interop_args};
 use serde_json::{Value as Json, json};
-use tern_gguf::{Array, GgmlType, GgufFile, GgufWriter, Value, file_type_name};
-
-fn python() -> PathBuf {
-    match std::env::var_os("TERN_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => tern_testkit::repo_root().join(".cache/venv/bin/python"),
-    }
-}
-
-fn interop(command: &str, file: &Path) -> Json {
-    interop_args(&[command.as_ref(), file.as_os_str()])
-}
-
-fn interop_args(args: &[&std::ffi::OsStr]) -> Json {
-    let command = args[0].to_string_lossy().into_owned();
-    let script = tern_testkit::repo_root().join("scripts/gguf/interop.py");
-    let python = python();
-    let out = Command::new(&python)
-        .arg(&script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e}\nhelp: run `python3 scripts/fetch-test-data.py` or set TERN_PYTHON",
-                python.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "interop.py {command} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("interop.py prints JSON")
-}
+use tern_gguf::{Array, GgmlType, GgufFile, GgufWriter, Value, ValueType, file_type_name};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -245,4 +212,65 @@ fn file_type_names_match_gguf_py() {
         compared += 1;
     }
     assert!(compared >= 30, "only {compared} file types compared");
+}
+
+fn ggml_compatible_file(alignment: Option<u64>) -> GgufWriter<'static> {
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", "llama").unwrap();
+    if let Some(a) = alignment {
+        w.alignment(a).unwrap();
+    }
+    // ggml reads every value type but arrays of arrays.
+    for (k, v) in common::every_value() {
+        if v.as_array()
+            .is_none_or(|a| a.element_type() != ValueType::Array)
+        {
+            w.add_metadata(k, v).unwrap();
+        }
+    }
+    let specs: [(&str, &[u64], GgmlType); 4] = [
+        ("token_embd.weight", &[64, 10], GgmlType::Q8_0),
+        ("output_norm.weight", &[64], GgmlType::F32),
+        ("blk.0.ffn_down.weight", &[256, 3], GgmlType::Q6_K),
+        ("blk.0.attn_q.weight", &[32, 5], GgmlType::Q5_0),
+    ];
+    for (name, dims, ty) in specs {
+        let n = ty.bytes_for(dims.iter().product()).unwrap() as usize;
+        w.add_tensor(name, dims, ty, vec![0x11; n]).unwrap();
+    }
+    w
+}
+
+/// llama.cpp's own C reader (`gguf_init_from_file`, stricter than gguf-py: packed tensor
+/// offsets, a `u32` alignment) accepts tern's files and sees the same header.
+#[test]
+fn files_written_here_are_read_by_ggml() {
+    for alignment in [None, Some(1), Some(64), Some(4096)] {
+        let path = tmp(&format!("to-ggml-{}", alignment.unwrap_or(0)));
+        ggml_compatible_file(alignment)
+            .write_to_path(&path)
+            .unwrap();
+        let file = GgufFile::open(&path).unwrap();
+        let seen = interop("ggml", &path);
+        assert_eq!(seen, ggml_view(&file), "alignment {alignment:?}");
+        assert_eq!(seen["tensors"].as_array().unwrap().len(), 4);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+/// Arrays of arrays are valid GGUF (gguf-py writes and reads them, so does tern) but ggml
+/// rejects them: model metadata must not use them.
+#[test]
+fn ggml_rejects_nested_arrays_that_tern_reads() {
+    let mut w = ggml_compatible_file(None);
+    w.add_metadata("nested", Array::Array(vec![Array::U8(vec![1])]))
+        .unwrap();
+    let path = tmp("nested-to-ggml");
+    w.write_to_path(&path).unwrap();
+    assert!(GgufFile::open(&path).is_ok());
+    assert_eq!(
+        interop("ggml", &path),
+        json!({"error": "gguf_init_from_file failed"})
+    );
+    std::fs::remove_file(&path).unwrap();
 }

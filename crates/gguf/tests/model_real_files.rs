@@ -1,6 +1,8 @@
 //! The two real models open and show the facts known about them
 //! (docs: ../shared/ENGINE-NOTES.md, "The real files").
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use tern_gguf::{Architecture, GgmlType, GgufFile, GgufWriter, Key, file_type_name};
@@ -180,4 +182,16 @@ fn gemma3_270m_facts() {
     let embd = file.tensor("token_embd.weight").expect("token_embd");
     assert_eq!(embd.dims, vec![640, 262_144]);
     assert_eq!(embd.ggml_type, GgmlType::Q8_0);
+}
+
+/// ggml's own reader (through `scripts/gguf/interop.py ggml`) sees the same keys, value
+/// types, tensors, offsets, sizes, alignment and data offset as tern in both files.
+#[test]
+fn real_files_match_ggml_reader() {
+    for model in [TestModel::SmolLm2_135m, TestModel::Gemma3_270m] {
+        let path = model_path(model);
+        let file = GgufFile::open(&path).unwrap();
+        let seen = common::interop::interop("ggml", &path);
+        assert_eq!(seen, common::interop::ggml_view(&file), "{model:?}");
+    }
 }

@@ -194,6 +194,13 @@ fn writer_rejects_bad_input() {
         w2.add_metadata("general.alignment", "64"),
         Err(Error::WrongType { .. })
     ));
+    assert!(matches!(
+        w2.add_metadata("general.alignment", 64u64),
+        Err(Error::WrongType {
+            expected: "u32",
+            ..
+        })
+    ));
     w2.add_metadata("general.alignment", 64u32).unwrap();
     assert_eq!(w2.current_alignment(), 64);
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod interop;
+
 use tern_gguf::{Array, Error, GgmlType, GgufWriter, Value};
 
 /// Builds GGUF bytes field by field, valid or not.
@@ -381,6 +383,24 @@ pub fn bad_cases() -> Vec<Case> {
             bytes: Raw::header(3, 0, 1).kv_str("general.alignment", "32").bytes,
             matches: |e| matches!(e, Error::WrongType { .. }),
             message: &["\"general.alignment\"", "expected u32, found string"],
+        },
+        Case {
+            name: "alignment_not_u32",
+            bytes: Raw::header(3, 0, 1)
+                .str("general.alignment")
+                .u32(10)
+                .u64(64)
+                .bytes,
+            matches: |e| {
+                matches!(
+                    e,
+                    Error::WrongType {
+                        expected: "u32",
+                        ..
+                    }
+                )
+            },
+            message: &["\"general.alignment\"", "expected u32, found u64"],
         },
         Case {
             name: "too_many_dims",
