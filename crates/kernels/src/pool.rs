@@ -59,14 +59,17 @@ use shared::{CurrentGuard, Job, Shared, call_closure, current_index_in, lock, wo
 /// longer and the counter quieter. Four is what llama.cpp's matmul aims for too.
 const CHUNKS_PER_THREAD: usize = 4;
 
-/// How much longer than its serial estimate an op may take before it counts as a loss:
-/// covers the clock's and the hand-over's jitter on ops of a few microseconds.
+/// How much longer than its serial estimate an op may take before it counts as a loss
+/// in [`PoolStats::losses`]: covers the clock's jitter on ops of a few microseconds.
 const LOSS_SLACK: Duration = Duration::from_micros(20);
-/// Serial ops run after the first loss; doubled on each further loss, up to the max.
-const MIN_BACKOFF_OPS: u32 = 16;
-const MAX_BACKOFF_OPS: u32 = 4096;
-/// Parallel ops without a loss after which the backoff is halved again.
-const CLEAN_OPS_TO_RELAX: u32 = 256;
+/// The most time saved by sharing that the adaptive fallback banks (see [`Backoff`]).
+const CREDIT_CAP: Duration = Duration::from_millis(2);
+/// A deficit of D buys `factor × D` of serial ops; the factor starts here and doubles
+/// with each deficit until sharing has paid off again up to [`CREDIT_CAP`].
+const MIN_DEFICIT_FACTOR: u32 = 4;
+const MAX_DEFICIT_FACTOR: u32 = 64;
+/// The longest stretch of serial ops one deficit can cause.
+const MAX_SERIAL_PERIOD: Duration = Duration::from_secs(1);
 
 /// Tuning of a [`ThreadPool`]; [`PoolOptions::default`] suits decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,36 +155,60 @@ fn nanos(duration: Duration) -> u64 {
 }
 
 /// The adaptive fallback's state, owned by the holder of the submit lock.
+///
+/// Every op shared with the workers is compared with an estimate of how long the
+/// calling thread alone would have taken (its own pace over the chunks it ran, times
+/// all the chunks): the difference, time saved or lost, goes into a balance that banks
+/// at most [`CREDIT_CAP`]. When the balance goes negative — sharing has recently cost
+/// more than it saved, as when a worker preempted by another process holds up an op
+/// for a scheduler time slice (milliseconds, measured here with a busy loop on the
+/// other core) — ops run on the calling thread alone for a stretch proportional to the
+/// deficit, growing while deficits recur. Counting time rather than ops matters: one
+/// stall can cost as much as hundreds of ops gain.
 #[derive(Debug)]
 struct Backoff {
-    /// Ops still to run on the calling thread alone.
-    serial_left: u32,
-    /// How many serial ops the next loss buys.
-    next: u32,
-    /// Parallel ops since the last loss or relaxation.
-    clean: u32,
+    /// Ops run on the calling thread alone until then.
+    serial_until: Option<Instant>,
+    /// Time sharing saved (positive) or cost (negative) lately, in nanoseconds.
+    balance: i64,
+    /// Multiplier of the next deficit.
+    factor: u32,
 }
 
 impl Backoff {
     fn new() -> Self {
         Backoff {
-            serial_left: 0,
-            next: MIN_BACKOFF_OPS,
-            clean: 0,
+            serial_until: None,
+            balance: 0,
+            factor: MIN_DEFICIT_FACTOR,
         }
     }
 
-    fn record(&mut self, lost: bool) {
-        if lost {
-            self.serial_left = self.next;
-            self.next = (self.next * 2).min(MAX_BACKOFF_OPS);
-            self.clean = 0;
-        } else {
-            self.clean += 1;
-            if self.clean >= CLEAN_OPS_TO_RELAX {
-                self.next = (self.next / 2).max(MIN_BACKOFF_OPS);
-                self.clean = 0;
+    /// Whether an op starting at `now` should run on the calling thread alone.
+    fn serial(&mut self, now: Instant) -> bool {
+        match self.serial_until {
+            Some(until) if now < until => true,
+            Some(_) => {
+                self.serial_until = None;
+                false
             }
+            None => false,
+        }
+    }
+
+    /// Records that a shared op ending at `now` took `actual` where the calling thread
+    /// alone would have taken `serial`.
+    fn record(&mut self, now: Instant, serial: Duration, actual: Duration) {
+        let cap = nanos(CREDIT_CAP) as i64;
+        let saved = nanos(serial) as i64 - nanos(actual) as i64;
+        self.balance = self.balance.saturating_add(saved).min(cap);
+        if self.balance == cap {
+            self.factor = MIN_DEFICIT_FACTOR;
+        } else if self.balance < 0 {
+            let deficit = Duration::from_nanos(self.balance.unsigned_abs());
+            self.serial_until = Some(now + (deficit * self.factor).min(MAX_SERIAL_PERIOD));
+            self.factor = (self.factor * 2).min(MAX_DEFICIT_FACTOR);
+            self.balance = 0;
         }
     }
 }
@@ -329,14 +356,13 @@ impl ThreadPool {
         // Mark this thread as inside the pool, so that a nested call runs inline
         // instead of waiting for the lock we hold.
         let current = CurrentGuard::enter(shared, 0);
-        if backoff.serial_left > 0 {
-            backoff.serial_left -= 1;
+        let start = Instant::now();
+        if self.adaptive && backoff.serial(start) {
             bump(&self.stats.serial_fallback_ops, 1);
             f(0..n_items, 0);
             return;
         }
 
-        let start = Instant::now();
         // Only the holder of `submit` (and `Drop`, which has `&mut self`) changes the
         // generation, so this read is current.
         let generation = shared.generation.0.load(Ordering::Relaxed).wrapping_add(1);
@@ -355,12 +381,13 @@ impl ThreadPool {
         drop(current);
         let caller_done = Instant::now();
         // Every chunk is claimed: close the op, then wait for the workers inside it.
-        let waited = shared.close_and_wait();
+        let waited = shared.close().then(|| shared.wait_for_workers());
+        shared.clear_job();
         // SAFETY of the borrow of `f` and `job`: from here on no worker can reach them.
         // A worker touches the job only between joining (a CAS on `state` that requires
-        // `OPEN`) and leaving (its decrement of `state`). `close_and_wait` cleared
-        // `OPEN`, so no worker can join any more, and then read `state` as 0, so all
-        // that joined have left; their Release decrements, read by its Acquire loads,
+        // `OPEN`) and leaving (its decrement of `state`). `close` cleared `OPEN`, so no
+        // worker can join any more, and `state` then read 0 (in `close` itself or in
+        // `wait_for_workers`), so all that joined have left; their Release decrements, read by its Acquire loads,
         // also make every write they made inside `f` visible to this thread. Nothing
         // else keeps the pointer: it was reset, and the next call stores its own before
         // opening. The same holds when `f` panicked on this thread: `run_chunks` caught
@@ -369,25 +396,28 @@ impl ThreadPool {
         bump(&self.stats.parallel_ops, 1);
         bump(&self.stats.chunks, n_chunks as u64);
         bump(&self.stats.caller_chunks, caller_chunks as u64);
-        if let Some(slept) = waited {
-            let end = Instant::now();
-            let wait = end - caller_done;
-            bump(&self.stats.waits, 1);
-            bump(&self.stats.caller_sleeps, u64::from(slept));
-            bump(&self.stats.wait_nanos, nanos(wait));
-            // The calling thread's own pace says how long the whole op would have
-            // taken on it alone; an op that took longer than that lost by sharing.
-            let lost = caller_chunks > 0 && {
-                let own = caller_done - start;
-                let serial = own.mul_f64(n_chunks as f64 / caller_chunks as f64);
-                end - start > serial + LOSS_SLACK
-            };
-            bump(&self.stats.losses, u64::from(lost));
-            if self.adaptive {
-                backoff.record(lost);
+        let end = match waited {
+            Some(slept) => {
+                let end = Instant::now();
+                bump(&self.stats.waits, 1);
+                bump(&self.stats.caller_sleeps, u64::from(slept));
+                bump(&self.stats.wait_nanos, nanos(end - caller_done));
+                end
             }
-        } else if self.adaptive {
-            backoff.record(false);
+            None => caller_done,
+        };
+        // The calling thread's own pace says how long the whole op would have taken on
+        // it alone. (If the workers took every chunk there is nothing to compare.)
+        if caller_chunks > 0 {
+            let own = caller_done - start;
+            let serial = own.mul_f64(n_chunks as f64 / caller_chunks as f64);
+            let actual = end - start;
+            if actual > serial + LOSS_SLACK {
+                bump(&self.stats.losses, 1);
+            }
+            if self.adaptive {
+                backoff.record(end, serial, actual);
+            }
         }
         drop(backoff);
 
@@ -468,29 +498,55 @@ impl fmt::Debug for ThreadPool {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+    const US: Duration = Duration::from_micros(1);
+
     #[test]
-    fn backoff_doubles_on_losses_and_relaxes_after_clean_ops() {
+    fn ops_that_gain_never_fall_back() {
+        let t0 = Instant::now();
         let mut backoff = Backoff::new();
-        assert_eq!(backoff.serial_left, 0);
-        backoff.record(true);
-        assert_eq!(backoff.serial_left, MIN_BACKOFF_OPS);
-        backoff.serial_left = 0;
-        backoff.record(true);
-        assert_eq!(backoff.serial_left, 2 * MIN_BACKOFF_OPS);
-        for _ in 0..20 {
-            backoff.record(true);
+        for op in 0..10_000u32 {
+            let now = t0 + US * 20 * op;
+            assert!(!backoff.serial(now));
+            backoff.record(now, US * 30, US * 18);
         }
-        assert_eq!(backoff.serial_left, MAX_BACKOFF_OPS);
-        assert_eq!(backoff.next, MAX_BACKOFF_OPS);
-        backoff.serial_left = 0;
-        for _ in 0..CLEAN_OPS_TO_RELAX {
-            backoff.record(false);
+        assert_eq!(backoff.balance, nanos(CREDIT_CAP) as i64);
+        // A hiccup smaller than the banked credit is absorbed.
+        let now = t0 + Duration::from_secs(1);
+        backoff.record(now, US * 30, MS);
+        assert!(!backoff.serial(now));
+        assert_eq!(backoff.factor, MIN_DEFICIT_FACTOR);
+    }
+
+    #[test]
+    fn a_deficit_buys_a_serial_stretch_that_grows_while_deficits_recur() {
+        let t0 = Instant::now();
+        let mut backoff = Backoff::new();
+        // A 5 ms stall with no credit: 4 × 5 ms of serial ops.
+        backoff.record(t0, US * 30, MS * 5 + US * 30);
+        assert!(backoff.serial(t0 + MS * 20 - US));
+        assert!(!backoff.serial(t0 + MS * 20));
+        // Another right after: the factor has doubled.
+        let t1 = t0 + MS * 21;
+        backoff.record(t1, US * 30, MS * 5 + US * 30);
+        assert!(backoff.serial(t1 + MS * 40 - US));
+        assert!(!backoff.serial(t1 + MS * 40));
+        // Recurring deficits: the factor stops at its maximum, the stretch at its cap.
+        let mut now = t1 + MS * 40;
+        for _ in 0..10 {
+            backoff.record(now, US * 30, MS * 5 + US * 30);
+            now += MS * 400;
         }
-        assert_eq!(backoff.next, MAX_BACKOFF_OPS / 2);
-        assert_eq!(backoff.serial_left, 0);
-        for _ in 0..100 * CLEAN_OPS_TO_RELAX {
-            backoff.record(false);
+        assert_eq!(backoff.factor, MAX_DEFICIT_FACTOR);
+        backoff.record(now, US * 30, MS * 50);
+        assert!(backoff.serial(now + MAX_SERIAL_PERIOD - US));
+        assert!(!backoff.serial(now + MAX_SERIAL_PERIOD));
+        // Once sharing has paid off up to the cap, the factor is back to its minimum.
+        let mut now = now + MAX_SERIAL_PERIOD;
+        while backoff.balance < nanos(CREDIT_CAP) as i64 {
+            backoff.record(now, US * 30, US * 18);
+            now += US * 20;
         }
-        assert_eq!(backoff.next, MIN_BACKOFF_OPS);
+        assert_eq!(backoff.factor, MIN_DEFICIT_FACTOR);
     }
 }

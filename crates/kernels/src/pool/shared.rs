@@ -9,8 +9,9 @@
 //! 2. A worker that sees a new generation joins by a CAS on `state` that adds 1 while
 //!    `OPEN` is set (Acquire: it now sees the job), claims chunks from `next_chunk`,
 //!    and leaves by subtracting 1 (Release: its writes become visible to the caller).
-//! 3. The caller claims chunks too; when it finds none left it clears `OPEN` and waits
-//!    until `state` reads 0: every worker that joined has left, none can join any more.
+//! 3. The caller claims chunks too; when it finds none left it clears `OPEN` (`close`)
+//!    and waits until `state` reads 0 (`wait_for_workers`): every worker that joined
+//!    has left, none can join any more.
 //!
 //! Waiting threads spin with [`std::hint::spin_loop`] for a few microseconds, then keep
 //! checking between [`std::thread::yield_now`] calls (so that a thread sharing their core,
@@ -155,7 +156,8 @@ impl Shared {
 
     /// Opens `job` to the workers and wakes those asleep; returns whether any was.
     /// The caller must hold the pool's submit lock, keep `job` alive and in place until
-    /// [`Shared::close_and_wait`] has returned, and call that before anything else.
+    /// [`Shared::close`] (and, if that says so, [`Shared::wait_for_workers`]) has
+    /// returned, and call those before anything else.
     pub fn publish(&self, job: &Job) -> bool {
         // The job pointer and the chunk counter first, then the open state with
         // Release, so a worker that joins (an Acquire read-modify-write of `state`)
@@ -177,15 +179,12 @@ impl Shared {
         true
     }
 
-    /// Closes the published op (all its chunks are claimed) and waits until the
-    /// workers inside it have left. Returns `None` if none was inside, else whether
-    /// the caller had to sleep.
-    pub fn close_and_wait(&self) -> Option<bool> {
+    /// Closes the published op (all its chunks are claimed): no worker can join it any
+    /// more. Returns whether some workers are still inside; then the caller must
+    /// [`Shared::wait_for_workers`] before its job goes away.
+    pub fn close(&self) -> bool {
         let before_close = self.state.0.fetch_and(!OPEN, Ordering::AcqRel);
-        let slept = (before_close & !OPEN != 0).then(|| self.wait_for_workers());
-        // No worker can reach the job any more (see `ThreadPool::for_each_chunk`).
-        self.job.store(ptr::null_mut(), Ordering::Relaxed);
-        slept
+        before_close & !OPEN != 0
     }
 
     /// Takes the panic of the last op, if one of its tasks panicked.
@@ -290,7 +289,7 @@ impl Shared {
 
     /// Blocks the caller until every worker has left the (closed) op; returns whether
     /// it had to sleep.
-    fn wait_for_workers(&self) -> bool {
+    pub fn wait_for_workers(&self) -> bool {
         let all_left = || self.state.0.load(Ordering::SeqCst) == 0;
         if spin_until(self.caller_spin, all_left) {
             return false;
@@ -305,6 +304,11 @@ impl Shared {
         }
         self.caller_sleeping.store(false, Ordering::Relaxed);
         true
+    }
+
+    /// Forgets the job of the op that was just closed and waited for.
+    pub fn clear_job(&self) {
+        self.job.store(ptr::null_mut(), Ordering::Relaxed);
     }
 
     /// Tells the workers to exit; they do once they next look.
