@@ -379,6 +379,53 @@ pub(crate) fn top_p(candidates: &mut Vec<Candidate>, p: f32, sorted: &mut bool) 
             *sorted = true;
             return;
         }
+        // The mass is spread wide (a flat distribution over a large vocabulary). Rather than
+        // sorting everything, bucket the candidates by logit (as llama.cpp's
+        // `llama_token_data_array_partial_sort` does), find the bucket where the running
+        // mass reaches `p`, and sort only that bucket.
+        const BUCKETS: usize = 1024;
+        const SPAN: f32 = 32.0; // logits more than this below the best share the last bucket
+        let bucket =
+            |c: &Candidate| (((max - c.logit) * (BUCKETS as f32 / SPAN)) as usize).min(BUCKETS - 1);
+        let mut bucket_mass = [0.0f32; BUCKETS];
+        for c in candidates.iter() {
+            bucket_mass[bucket(c)] += (c.logit - max).exp() / total;
+        }
+        let mut above = 0.0f32;
+        let mut boundary = BUCKETS - 1;
+        for (b, m) in bucket_mass.iter().enumerate() {
+            if above + m >= p {
+                boundary = b;
+                break;
+            }
+            above += m;
+        }
+        // Buckets before the boundary first, then the boundary bucket; the rest goes.
+        let mut front = 0;
+        for j in 0..candidates.len() {
+            if bucket(&candidates[j]) < boundary {
+                candidates.swap(front, j);
+                front += 1;
+            }
+        }
+        let mut end = front;
+        for j in front..candidates.len() {
+            if bucket(&candidates[j]) == boundary {
+                candidates.swap(end, j);
+                end += 1;
+            }
+        }
+        candidates[front..end].sort_unstable_by(by_logit_desc);
+        let mass = |c: &Candidate| (c.logit - max).exp() / total;
+        let cut = front + keep_from(&candidates[front..end], above, p, mass).unwrap_or(end - front);
+        candidates.truncate(cut);
+        // Small kept sets are sorted (cheap) so the draw walks them best first, as
+        // llama.cpp does; large ones keep their deterministic bucket order.
+        if cut <= 4096 {
+            candidates.sort_unstable_by(by_logit_desc);
+            *sorted = true;
+        }
+        return;
     }
     if !*sorted {
         candidates.sort_unstable_by(by_logit_desc);
@@ -387,6 +434,23 @@ pub(crate) fn top_p(candidates: &mut Vec<Candidate>, p: f32, sorted: &mut bool) 
     if let Some(n) = keep(candidates) {
         candidates.truncate(n);
     }
+}
+
+/// How many of `sorted` (best first) to add to a prefix of mass `above` to reach `p`.
+fn keep_from(
+    sorted: &[Candidate],
+    above: f32,
+    p: f32,
+    mass: impl Fn(&Candidate) -> f32,
+) -> Option<usize> {
+    let mut cumulative = above;
+    for (i, c) in sorted.iter().enumerate() {
+        cumulative += mass(c);
+        if cumulative >= p {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// Drops candidates whose probability is below `p` times the best one's, i.e. whose logit

@@ -134,6 +134,9 @@ impl Vocabulary {
     /// no bytes is never allowed by a constraint, except an end-of-generation token once
     /// the value is complete. A special token given as its text would otherwise be allowed
     /// wherever that text is, e.g. inside a JSON string.
+    ///
+    /// The constraint can only lead to a complete value if every byte it may need can be
+    /// spelled with tokens, as in byte-level BPE and in SentencePiece with byte fallback.
     pub fn new(token_bytes: Vec<Vec<u8>>, end_of_generation: Vec<u32>) -> Result<Self, Error> {
         let count = token_bytes.len();
         if count == 0 {

@@ -222,6 +222,7 @@ fn the_trie_walk_agrees_with_checking_every_token() {
     )
     .unwrap();
     let constraint = Constraint::JsonSchema(schema);
+    let mut complete_states = 0;
     for prefix in [
         "",
         "{",
@@ -249,7 +250,27 @@ fn the_trie_walk_agrees_with_checking_every_token() {
             allowed += usize::from(by_mask);
         }
         assert!(allowed > 0, "after {prefix:?}: nothing allowed");
+        // Once the value is complete, only whitespace (bounded) and the end remain.
+        if decoder.is_complete() {
+            complete_states += 1;
+            for token in (0..vocab.len() as u32).filter(|&t| logits[t as usize].is_finite()) {
+                let bytes = vocab.token_bytes(token);
+                assert!(
+                    vocab.is_end_of_generation(token)
+                        || bytes.iter().all(|b| b" \t\n\r".contains(b)),
+                    "after the complete {prefix:?}: token {token} {:?} allowed",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+            assert!(
+                vocab
+                    .end_of_generation()
+                    .iter()
+                    .all(|&t| logits[t as usize].is_finite())
+            );
+        }
     }
+    assert_eq!(complete_states, 1);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! most and least: inside a free string (nearly every token continues it), after a key,
 //! inside a number, and at the start of a value.
 //!
+//! The sampler's own cost per token at Gemma's vocabulary size is measured beside it.
+//!
 //! Prints the measured milliseconds per `mask_logits` call (run with `--nocapture`) and
 //! fails if a step is slower than a generous bound, which only a regression to something
 //! like a token-by-token check would hit.
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tern_gguf::{GgufFile, Key};
-use tern_sampler::{ConstrainedDecoder, Constraint, Vocabulary};
+use tern_sampler::{ConstrainedDecoder, Constraint, Sampler, SamplingParams, Vocabulary};
 use tern_testkit::{TestModel, model_path};
 
 /// Gemma 3's token bytes as llama.cpp's `token_to_piece` gives them for a SentencePiece
@@ -100,5 +102,63 @@ fn per_step_masking_cost() {
             // Generous: measured values are a few ms with optimisations on.
             assert!(ms < 500.0, "{name}, {state}: {ms:.1} ms per step");
         }
+    }
+}
+
+#[test]
+fn per_token_sampling_cost_at_gemma_size() {
+    let vocab_size = 262_144;
+    let mut rng = common::SplitMix(7);
+    let mut logits = vec![0.0f32; vocab_size];
+    common::random_logits(&mut rng, &mut logits, 3.0);
+    let history: Vec<u32> = (0..256).map(|i| (i * 1021) % vocab_size as u32).collect();
+    let full = SamplingParams {
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        temperature: 1.0,
+        seed: Some(1),
+        ..SamplingParams::default()
+    };
+    let penalties = SamplingParams {
+        repeat_penalty: 1.1,
+        frequency_penalty: 0.5,
+        presence_penalty: 0.5,
+        seed: Some(1),
+        ..SamplingParams::default()
+    };
+    for (name, params) in [
+        ("greedy", SamplingParams::greedy()),
+        (
+            "llama.cpp defaults",
+            SamplingParams {
+                seed: Some(1),
+                ..SamplingParams::default()
+            },
+        ),
+        ("defaults + penalties", penalties),
+        (
+            "top-p 0.9 only",
+            SamplingParams {
+                top_k: 0,
+                top_p: 0.9,
+                min_p: 0.0,
+                seed: Some(1),
+                ..SamplingParams::default()
+            },
+        ),
+        ("full distribution", full),
+    ] {
+        let mut sampler = Sampler::new(params, vocab_size).expect("sampler");
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            let start = Instant::now();
+            std::hint::black_box(sampler.sample(&logits, &history));
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        let ms = times[times.len() / 2];
+        println!("sampling, {name:<22} {ms:8.3} ms per token (262,144 logits)");
+        assert!(ms < 200.0, "{name}: {ms:.1} ms per token");
     }
 }
