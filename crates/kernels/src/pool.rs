@@ -387,11 +387,12 @@ impl ThreadPool {
         // A worker touches the job only between joining (a CAS on `state` that requires
         // `OPEN`) and leaving (its decrement of `state`). `close` cleared `OPEN`, so no
         // worker can join any more, and `state` then read 0 (in `close` itself or in
-        // `wait_for_workers`), so all that joined have left; their Release decrements, read by its Acquire loads,
-        // also make every write they made inside `f` visible to this thread. Nothing
-        // else keeps the pointer: it was reset, and the next call stores its own before
-        // opening. The same holds when `f` panicked on this thread: `run_chunks` caught
-        // the panic, so we reach this point before unwinding out of this frame.
+        // `wait_for_workers`), so all that joined have left; their Release decrements,
+        // read by those Acquire loads, also make every write they made inside `f`
+        // visible to this thread. Nothing else keeps the pointer: it was reset, and the
+        // next call stores its own before opening. The same holds when `f` panicked on
+        // this thread: `run_chunks` caught the panic, so we reach this point before
+        // unwinding out of this frame.
 
         bump(&self.stats.parallel_ops, 1);
         bump(&self.stats.chunks, n_chunks as u64);
