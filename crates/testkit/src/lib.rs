@@ -30,7 +30,10 @@ impl TestModel {
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
     // crates/testkit -> repository root
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// The test data directory: `$TERN_TEST_DATA` or `<repo>/.cache`.
@@ -44,7 +47,14 @@ pub fn data_dir() -> PathBuf {
 /// Path of a real model file; panics with the fetch command when it is missing.
 pub fn model_path(model: TestModel) -> PathBuf {
     let path = data_dir().join("models").join(model.file_name());
-    require(&path, if model == TestModel::Qwen25Coder1_5b { " --qwen" } else { "" });
+    require(
+        &path,
+        if model == TestModel::Qwen25Coder1_5b {
+            " --qwen"
+        } else {
+            ""
+        },
+    );
     path
 }
 
