@@ -193,7 +193,11 @@ impl ConstrainedDecoder {
             let mut at = top;
             while at != NO_PARENT {
                 let entry = self.arena[at as usize];
-                stack.push(entry);
+                // Parents are rebuilt below; clearing them lets equal stacks compare equal.
+                stack.push(Entry {
+                    parent: NO_PARENT,
+                    ..entry
+                });
                 at = entry.parent;
             }
             stack.reverse();

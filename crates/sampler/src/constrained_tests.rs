@@ -393,6 +393,36 @@ fn array_lengths_and_optional_properties_in_order() {
 }
 
 #[test]
+fn an_object_schema_without_properties_allows_any_object() {
+    let v = byte_vocab();
+    let check = |s: serde_json::Value, text: &str| {
+        let mut d = decoder(schema(s), &v);
+        feed(&mut d, text.as_bytes()).is_ok() && d.is_complete()
+    };
+    assert!(check(
+        json!({"type": "object"}),
+        "{\"x\": [1, {\"y\": null}]}"
+    ));
+    assert!(!check(json!({"type": "object"}), "[1]"));
+    // Closed, it allows only the empty object.
+    let closed = json!({"type": "object", "additionalProperties": false});
+    assert!(check(closed.clone(), "{ }"));
+    assert!(!check(closed, "{\"x\": 1}"));
+}
+
+#[test]
+fn alternatives_that_converge_are_kept_once() {
+    let v = byte_vocab();
+    let s = json!({"anyOf": [{"type": "integer"}, {"type": "integer", "title": "another"}, {"type": "string"}]});
+    let mut d = decoder(schema(s), &v);
+    assert_eq!(d.state_len, 3);
+    feed(&mut d, b"1").unwrap();
+    // Both integer alternatives are now the same number frame.
+    assert_eq!(d.state_len, 1);
+    assert!(d.is_complete());
+}
+
+#[test]
 fn any_of_and_recursive_refs() {
     let v = byte_vocab();
     let s = json!({

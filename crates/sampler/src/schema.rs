@@ -4,8 +4,10 @@
 //! index, so `$ref` recursion is just a cycle in the table. Objects produce their
 //! properties in the order the schema declares them (required ones always, optional ones
 //! when the model chooses to), as llama.cpp's `json-schema-to-grammar` does: every output
-//! is valid, and the key order is the one the schema author wrote. Extra properties are
-//! never generated, whether `additionalProperties` is false, true or absent.
+//! is valid, and the key order is the one the schema author wrote. Properties outside
+//! `properties` are never generated, whether `additionalProperties` is false, true or
+//! absent — except for an object schema that lists no properties and requires none, which
+//! allows any object.
 //!
 //! Anything the compiler does not implement fails with an error naming the keyword and
 //! where it is, rather than being silently ignored: an ignored assertion (`pattern`,
@@ -425,6 +427,10 @@ impl Compiler<'_> {
                     format!("`required` must be a list, not {other}"),
                 ));
             }
+        }
+        if !closed && required.is_empty() && !map.contains_key("properties") {
+            // `{"type": "object"}` alone: any object at all.
+            return Ok(ANY_OBJECT);
         }
         let mut names: Vec<(String, NodeId, bool)> = Vec::new();
         match map.get("properties") {

@@ -13,183 +13,19 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use common::{SplitMix, random_logits, smollm2_vocab};
+use common::{MAX_TOKENS, SplitMix, random_logits, smollm2_vocab, validate_with_python};
 use tern_sampler::{ConstrainedDecoder, Constraint, Sampler, SamplingParams, Vocabulary};
 
 /// Seeds per constraint; six constraints make 300 generations.
 const SEEDS: u64 = 50;
-/// A generation that has not ended after this many tokens fails the test.
-const MAX_TOKENS: usize = 3000;
-
-fn full_distribution(seed: u64) -> SamplingParams {
-    SamplingParams {
-        temperature: 1.0,
-        top_k: 0,
-        top_p: 1.0,
-        min_p: 0.0,
-        seed: Some(seed),
-        ..SamplingParams::default()
-    }
-}
-
-/// Tokens that close something (contain `"`, `}` or `]`) or end the generation.
-fn closing_tokens(vocab: &Vocabulary) -> Vec<u32> {
-    (0..vocab.len() as u32)
-        .filter(|&t| {
-            vocab.is_end_of_generation(t)
-                || vocab.token_bytes(t).iter().any(|b| b"\"}]".contains(b))
-        })
-        .collect()
-}
-
-/// Generates until an end-of-generation token; returns the output bytes.
-fn generate(
-    vocab: &Arc<Vocabulary>,
-    constraint: &Constraint,
-    seed: u64,
-    closing: &[u32],
-) -> Vec<u8> {
-    let mut decoder = ConstrainedDecoder::new(constraint, Arc::clone(vocab)).expect("constraint");
-    let mut sampler = Sampler::new(full_distribution(seed), vocab.len()).expect("sampler");
-    let mut rng = SplitMix(seed ^ 0x5eed);
-    let mut logits = vec![0.0f32; vocab.len()];
-    let mut history = Vec::new();
-    let mut out = Vec::new();
-    for step in 0..MAX_TOKENS {
-        random_logits(&mut rng, &mut logits, 2.0);
-        let pressure = (step as f32 / 20.0).min(12.0);
-        for &t in closing {
-            logits[t as usize] += pressure;
-        }
-        decoder.mask_logits(&mut logits);
-        let token = sampler.sample(&logits, &history);
-        decoder
-            .accept(token)
-            .unwrap_or_else(|e| panic!("seed {seed}: sampled a masked token: {e}"));
-        history.push(token);
-        if vocab.is_end_of_generation(token) {
-            assert!(decoder.is_complete());
-            return out;
-        }
-        out.extend_from_slice(vocab.token_bytes(token));
-    }
-    panic!(
-        "seed {seed}: no end after {MAX_TOKENS} tokens: {}",
-        String::from_utf8_lossy(&out)
-    );
-}
-
-fn python() -> std::path::PathBuf {
-    tern_testkit::data_dir()
-        .join("venv")
-        .join("bin")
-        .join("python")
-}
-
-/// Validates documents against a schema file with Python's jsonschema; panics with its
-/// report when any is invalid.
-fn validate_with_python(schema: &Path, documents: &[serde_json::Value]) {
-    let script = tern_testkit::repo_root().join("scripts/sampler/validate.py");
-    let mut child = Command::new(python())
-        .arg(&script)
-        .arg(schema)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (run scripts/fetch-test-data.py to make the venv)",
-                python().display()
-            )
-        });
-    let mut input = String::new();
-    for d in documents {
-        input.push_str(&serde_json::to_string(d).expect("serialise"));
-        input.push('\n');
-    }
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let output = child.wait_with_output().expect("validator");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}: invalid outputs:\n{report}{}",
-        schema.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(report.trim(), format!("{} valid", documents.len()));
-}
 
 #[test]
 fn random_model_outputs_always_parse_and_validate() {
     let vocab = smollm2_vocab();
-    let closing = closing_tokens(&vocab);
-    let dir = common::data_dir().join("schemas");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("schemas")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 5, "schemas missing in {}", dir.display());
-
-    let mut total = 0;
-    for file in &files {
-        let schema: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(file).expect("read")).expect("schema JSON");
-        let constraint = Constraint::JsonSchema(schema);
-        let mut documents = Vec::new();
-        for seed in 0..SEEDS {
-            let out = generate(&vocab, &constraint, seed, &closing);
-            let value: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
-                panic!(
-                    "{}: seed {seed}: does not parse ({e}): {}",
-                    file.display(),
-                    String::from_utf8_lossy(&out)
-                )
-            });
-            documents.push(value);
-        }
-        validate_with_python(file, &documents);
-        total += documents.len();
-        // The outputs differ from seed to seed: the model really chose.
-        let distinct: std::collections::HashSet<String> =
-            documents.iter().map(|d| d.to_string()).collect();
-        assert!(
-            distinct.len() > documents.len() / 2,
-            "{}: too few distinct outputs",
-            file.display()
-        );
-    }
-    for object_only in [false, true] {
-        for seed in 0..SEEDS {
-            let out = generate(
-                &vocab,
-                &Constraint::Json { object_only },
-                seed + 1000,
-                &closing,
-            );
-            let value: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
-                panic!(
-                    "json (object only: {object_only}), seed {seed}: does not parse ({e}): {}",
-                    String::from_utf8_lossy(&out)
-                )
-            });
-            assert!(!object_only || value.is_object(), "{value}");
-            total += 1;
-        }
-    }
-    assert_eq!(total as u64, SEEDS * (files.len() as u64 + 2));
+    let total = common::check_all_constraints(&vocab, SEEDS);
+    assert_eq!(total as u64, SEEDS * (common::schemas().len() as u64 + 2));
 }
 
 /// The token of each single byte, where the vocabulary has one (byte-level BPE has one

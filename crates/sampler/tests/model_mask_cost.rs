@@ -14,42 +14,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tern_gguf::{GgufFile, Key};
 use tern_sampler::{ConstrainedDecoder, Constraint, Sampler, SamplingParams, Vocabulary};
-use tern_testkit::{TestModel, model_path};
-
-/// Gemma 3's token bytes as llama.cpp's `token_to_piece` gives them for a SentencePiece
-/// vocabulary: `▁` is a space, `<0xXX>` byte tokens are that byte; control, unknown and
-/// unused tokens have no bytes; user-defined tokens keep their text.
-fn gemma_vocab() -> Arc<Vocabulary> {
-    let file = GgufFile::open(model_path(TestModel::Gemma3_270m)).expect("open gemma");
-    let meta = file.metadata();
-    let tokens = meta
-        .get_str_array(Key::TokenizerTokens)
-        .expect("tokens")
-        .expect("tokens present");
-    let types = meta
-        .get_i32_array(Key::TokenizerTokenType)
-        .expect("types")
-        .expect("types present");
-    let eos = meta
-        .get_u32(Key::TokenizerEosId)
-        .expect("eos")
-        .expect("eos present");
-    let mut eog = vec![eos];
-    let mut bytes = Vec::with_capacity(tokens.len());
-    for (id, (text, &ty)) in tokens.iter().zip(types).enumerate() {
-        if text == "<end_of_turn>" {
-            eog.push(id as u32);
-        }
-        bytes.push(match ty {
-            2 | 3 | 5 => Vec::new(),
-            6 => vec![u8::from_str_radix(&text[3..5], 16).expect("byte token")],
-            _ => text.replace('\u{2581}', " ").into_bytes(),
-        });
-    }
-    Arc::new(Vocabulary::new(bytes, eog).expect("vocabulary"))
-}
 
 /// Median milliseconds of `mask_logits` after feeding `prefix` byte by byte.
 fn cost_ms(vocab: &Arc<Vocabulary>, constraint: &Constraint, prefix: &str) -> f64 {
@@ -93,7 +58,7 @@ fn per_step_masking_cost() {
     ];
     for (name, vocab) in [
         ("SmolLM2 (49,152)", common::smollm2_vocab()),
-        ("Gemma 3 (262,144)", gemma_vocab()),
+        ("Gemma 3 (262,144)", common::gemma_vocab()),
     ] {
         println!("{name}: {} trie nodes", vocab.trie_node_count());
         for (state, prefix) in states {
