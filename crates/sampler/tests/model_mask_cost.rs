@@ -60,7 +60,11 @@ fn per_step_masking_cost() {
         ("SmolLM2 (49,152)", common::smollm2_vocab()),
         ("Gemma 3 (262,144)", common::gemma_vocab()),
     ] {
-        println!("{name}: {} trie nodes", vocab.trie_node_count());
+        println!(
+            "{name}: {} trie nodes, {} in the trie walked inside strings",
+            vocab.trie_node_count(),
+            vocab.string_trie_node_count()
+        );
         for (state, prefix) in states {
             let ms = cost_ms(&vocab, &constraint, prefix);
             println!("  {state:<22} {ms:8.3} ms per step");
