@@ -54,7 +54,8 @@
 //! What the decoder generates is a subset of what the schema allows, chosen so that every
 //! output is valid and generation always ends:
 //! - properties come in the order the schema declares them, and no property outside
-//!   `properties` (plus open objects' `required` names) is generated;
+//!   `properties` (plus open objects' `required` names) is generated; an object schema
+//!   with neither `properties` nor `required` (and not closed) allows any object;
 //! - at most 20 whitespace bytes between two JSON tokens and after the value;
 //! - numbers have at most 16 integer digits, 16 fraction digits and 2 exponent digits
 //!   (every output parses as a finite double); `integer` has neither fraction nor exponent;
