@@ -22,8 +22,9 @@ pub const MAGIC: [u8; 4] = *b"GGUF";
 /// absent (`GGUF_DEFAULT_ALIGNMENT`).
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 
-/// How deep arrays of arrays may nest. GGUF sets no limit, but recursion must stop
-/// somewhere on hostile input; llama.cpp itself reads no nested arrays at all.
+/// How many levels arrays may nest (an array of arrays of `u8` is 2 levels). GGUF sets no
+/// limit, but recursion must stop somewhere on hostile input; llama.cpp itself reads no
+/// nested arrays at all, gguf-py reads them.
 pub const MAX_ARRAY_DEPTH: usize = 16;
 
 /// Pre-allocation cap for vectors whose elements are larger than their encoding
@@ -297,44 +298,35 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> Result<Array, Erro
         });
     }
     let what = || format!("array of {ty} for key {key:?}");
-    if let Some(size) = ty.fixed_size() {
-        // Checked above: `len * size` fits in the bytes left.
-        let bytes = c.take(len * size, &what)?;
-        return Ok(match ty {
-            ValueType::U8 => Array::U8(bytes.to_vec()),
-            ValueType::I8 => Array::I8(fixed(bytes, i8::from_le_bytes)),
-            ValueType::U16 => Array::U16(fixed(bytes, u16::from_le_bytes)),
-            ValueType::I16 => Array::I16(fixed(bytes, i16::from_le_bytes)),
-            ValueType::U32 => Array::U32(fixed(bytes, u32::from_le_bytes)),
-            ValueType::I32 => Array::I32(fixed(bytes, i32::from_le_bytes)),
-            ValueType::U64 => Array::U64(fixed(bytes, u64::from_le_bytes)),
-            ValueType::I64 => Array::I64(fixed(bytes, i64::from_le_bytes)),
-            ValueType::F32 => Array::F32(fixed(bytes, f32::from_le_bytes)),
-            ValueType::F64 => Array::F64(fixed(bytes, f64::from_le_bytes)),
-            ValueType::Bool => Array::Bool(bytes.iter().map(|&b| b != 0).collect()),
-            ValueType::String | ValueType::Array => unreachable_variable_size(ty),
-        });
-    }
-    let cap = len.min(PREALLOC_CAP) as usize;
-    if ty == ValueType::String {
-        let mut items = Vec::with_capacity(cap);
-        for i in 0..len {
-            items.push(c.string(&|| format!("string {i} of array {key:?}"))?);
+    // The length check above makes `len * size` fit in the bytes left.
+    let mut bytes = |size: u64| c.take(len * size, &what);
+    Ok(match ty {
+        ValueType::U8 => Array::U8(bytes(1)?.to_vec()),
+        ValueType::I8 => Array::I8(fixed(bytes(1)?, i8::from_le_bytes)),
+        ValueType::U16 => Array::U16(fixed(bytes(2)?, u16::from_le_bytes)),
+        ValueType::I16 => Array::I16(fixed(bytes(2)?, i16::from_le_bytes)),
+        ValueType::U32 => Array::U32(fixed(bytes(4)?, u32::from_le_bytes)),
+        ValueType::I32 => Array::I32(fixed(bytes(4)?, i32::from_le_bytes)),
+        ValueType::U64 => Array::U64(fixed(bytes(8)?, u64::from_le_bytes)),
+        ValueType::I64 => Array::I64(fixed(bytes(8)?, i64::from_le_bytes)),
+        ValueType::F32 => Array::F32(fixed(bytes(4)?, f32::from_le_bytes)),
+        ValueType::F64 => Array::F64(fixed(bytes(8)?, f64::from_le_bytes)),
+        ValueType::Bool => Array::Bool(bytes(1)?.iter().map(|&b| b != 0).collect()),
+        ValueType::String => {
+            let mut items = Vec::with_capacity(len.min(PREALLOC_CAP) as usize);
+            for i in 0..len {
+                items.push(c.string(&|| format!("string {i} of array {key:?}"))?);
+            }
+            Array::String(items)
         }
-        Ok(Array::String(items))
-    } else {
-        let mut items = Vec::with_capacity(cap);
-        for _ in 0..len {
-            items.push(read_array(c, key, depth + 1)?);
+        ValueType::Array => {
+            let mut items = Vec::with_capacity(len.min(PREALLOC_CAP) as usize);
+            for _ in 0..len {
+                items.push(read_array(c, key, depth + 1)?);
+            }
+            Array::Array(items)
         }
-        Ok(Array::Array(items))
-    }
-}
-
-/// `fixed_size` is `None` exactly for strings and arrays, so this is never reached; it
-/// returns an empty array rather than panicking all the same.
-fn unreachable_variable_size(_ty: ValueType) -> Array {
-    Array::U8(Vec::new())
+    })
 }
 
 fn read_tensor_info(c: &mut Cursor<'_>, i: u64, alignment: u64) -> Result<TensorInfo, Error> {
