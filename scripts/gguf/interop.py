@@ -228,9 +228,12 @@ def file_types():
 def ggml_lib_path():
     import os
 
-    return os.environ.get(
-        "TERN_GGML_LIB", "/root/.cache/llama.cpp-reference/build/bin/libggml-base.so"
-    )
+    from pathlib import Path
+
+    # scripts/fetch-test-data.py builds it into the repository's .cache (the test command
+    # runs that first); TERN_GGML_LIB points elsewhere, e.g. at a full llama.cpp build.
+    default = Path(__file__).resolve().parents[2] / ".cache/llama.cpp/ggml-base/libggml-base.so"
+    return os.environ.get("TERN_GGML_LIB", str(default))
 
 
 def ggml(path):
