@@ -10,7 +10,17 @@
 //! Both follow llama.cpp's `src/llama-vocab.cpp` (commit 0c1e57098), including its load-time
 //! fixes of token types, special-token text parsing in prompts, and detokenization. The
 //! [`chat`] module renders the GGUF's Jinja chat template as Hugging Face transformers does,
-//! with a documented ChatML fallback for models that ship none.
+//! with a documented ChatML fallback for models that ship none ([`chat::CHATML_FALLBACK`]:
+//! `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then `<|im_start|>assistant\n`
+//! when a generation prompt is asked for).
+//!
+//! Supported: tokenizer models `gpt2`, `llama` and `gemma4`; pre-tokenizers `default`,
+//! `gpt-2` and its aliases, `llama3`/`llama-bpe`, `qwen2`, `qwen35`, `smollm`, `starcoder`,
+//! `refact`, `command-r`, `mpt`, `falcon`, `deepseek-coder`, `deepseek-llm`, `bloom`,
+//! `poro-chat`, `viking`, `chatglm-bpe`/`glm4`, and the others llama.cpp maps to the same
+//! patterns (see `pretokenize.rs`). Patterns that need look-ahead beyond llama.cpp's
+//! hand-written splitters (tekken, gpt-4o, deepseek-v3…) and the WordPiece, Unigram and
+//! RWKV families are refused with an error naming them.
 //!
 //! Main types: [`Tokenizer`], [`StreamDecoder`], [`Vocab`] (the raw metadata),
 //! [`chat::ChatTemplate`], [`Error`].
@@ -93,9 +103,16 @@ impl Tokenizer {
         } else {
             vocab.pre.as_deref()
         };
-        let table = TokenTable::build(&vocab, family)?;
-        let (model, defaults) = match family {
-            Family::Spm => (
+        let pre_tokenizer = match family {
+            Family::Spm => None,
+            Family::Bpe | Family::Gemma4Bpe => Some(PreTokenizer::for_name(pre)?),
+        };
+        let no_default_bos = pre_tokenizer
+            .as_ref()
+            .is_some_and(|(_, options)| options.no_default_bos);
+        let table = TokenTable::build(&vocab, family, no_default_bos)?;
+        let (model, defaults) = match pre_tokenizer {
+            None => (
                 Model::Spm,
                 FamilyDefaults {
                     force_bos: false,
@@ -105,8 +122,7 @@ impl Tokenizer {
                     clean: false,
                 },
             ),
-            Family::Bpe | Family::Gemma4Bpe => {
-                let (pre, options) = PreTokenizer::for_name(pre)?;
+            Some((pre, options)) => {
                 let merges = vocab
                     .merges
                     .as_deref()
@@ -357,7 +373,10 @@ impl Tokenizer {
         self.table.ids.eos
     }
 
-    /// End-of-turn token (from metadata, else found by its text as llama.cpp does).
+    /// End-of-turn token: from metadata, else found by its text as llama.cpp does. When
+    /// several texts qualify (`<|im_end|>` and `<|endoftext|>`), llama.cpp takes the
+    /// first in hash-map order; tern takes the lowest id. Both are end-of-generation
+    /// tokens either way (see [`is_end_of_generation`](Self::is_end_of_generation)).
     pub fn eot(&self) -> Option<u32> {
         self.table.ids.eot
     }

@@ -65,7 +65,14 @@ pub(crate) struct PreOptions {
     pub clean_spaces: bool,
     /// Gemma 4's fix: a word made only of newlines that is a token stays whole.
     pub newline_words_whole: bool,
+    /// The family's default BOS id does not apply (ChatGLM); metadata may still set one.
+    pub no_default_bos: bool,
 }
+
+/// Bloom / Poro / Viking: words up to sentence punctuation (Latin, CJK, Devanagari,
+/// Arabic) or whitespace.
+const SENTENCE_PUNCTUATION: &str =
+    " ?[^(\\s|.,!?\u{2026}\u{3002}\u{FF0C}\u{3001}\u{964}\u{6D4}\u{60C})]+";
 
 impl PreTokenizer {
     /// The pre-tokenizer and BPE options for a `tokenizer.ggml.pre` value (`None` or
@@ -79,6 +86,7 @@ impl PreTokenizer {
             escape_whitespaces: false,
             clean_spaces: true,
             newline_words_whole: false,
+            no_default_bos: false,
         };
         let name = name.unwrap_or("default");
         let steps: Vec<Step> = match name {
@@ -95,7 +103,24 @@ impl PreTokenizer {
                 vec![Llama3]
             }
             "dbrx" | "smaug-bpe" => vec![Llama3],
-            "chatglm-bpe" => vec![Llama3],
+            "chatglm-bpe" => {
+                options.no_default_bos = true;
+                vec![Llama3]
+            }
+            "glm4" | "glm5" => {
+                options.no_default_bos = true;
+                options.ignore_merges = true;
+                vec![Llama3]
+            }
+            "poro-chat" => {
+                options.clean_spaces = false;
+                vec![regex_step(SENTENCE_PUNCTUATION)?]
+            }
+            "bloom" | "gpt3-finnish" => vec![regex_step(SENTENCE_PUNCTUATION)?],
+            "viking" => {
+                options.clean_spaces = false;
+                vec![regex_step(SENTENCE_PUNCTUATION)?, EachNumber]
+            }
             "deepseek-llm" => {
                 options.clean_spaces = false;
                 vec![

@@ -167,3 +167,75 @@ impl SpecialMatcher {
         push_free(pos, bytes.len(), out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::{Family, Vocab};
+
+    /// Tokens: 0 "a", 1 "abcd" (control), 2 "xab" (control), 3 "<u>" (user-defined),
+    /// 4 "<|end|>" (control).
+    fn table(name: Option<&str>) -> TokenTable {
+        let vocab = Vocab {
+            model: "gpt2".into(),
+            tokens: ["a", "abcd", "xab", "<u>", "<|end|>"]
+                .map(String::from)
+                .to_vec(),
+            token_types: Some(vec![1, 3, 3, 4, 3]),
+            merges: Some(vec![]),
+            name: name.map(String::from),
+            ..Vocab::default()
+        };
+        TokenTable::build(&vocab, Family::Bpe, false).expect("table")
+    }
+
+    fn split(table: &TokenTable, text: &str, parse_special: bool) -> Vec<String> {
+        let matcher = SpecialMatcher::new(table).expect("matcher");
+        let mut out = Vec::new();
+        matcher.partition(text, parse_special, &mut out);
+        out.into_iter()
+            .map(|f| match f {
+                Fragment::Text(r) => format!("'{}'", &text[r]),
+                Fragment::Token(id) => format!("#{id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn longer_tokens_win_even_when_a_shorter_one_starts_first() {
+        // "xab" starts first, but "abcd" is longer and is claimed before it.
+        assert_eq!(split(&table(None), "xabcd", true), ["'x'", "#1"]);
+        assert_eq!(split(&table(None), "xab abcd", true), ["#2", "' '", "#1"]);
+    }
+
+    #[test]
+    fn control_tokens_need_special_parsing_user_defined_do_not() {
+        assert_eq!(
+            split(&table(None), "x<u>abcd", false),
+            ["'x'", "#3", "'abcd'"]
+        );
+        assert_eq!(split(&table(None), "x<u>abcd", true), ["'x'", "#3", "#1"]);
+    }
+
+    #[test]
+    fn phi3_special_tokens_swallow_following_whitespace() {
+        let phi = table(Some("Phi3"));
+        assert_eq!(
+            split(&phi, "<|end|>\n  hi <|end|>", true),
+            ["#4", "'hi '", "#4"]
+        );
+        assert_eq!(
+            split(&table(None), "<|end|>\n  hi", true),
+            ["#4", "'\n  hi'"]
+        );
+    }
+
+    #[test]
+    fn repeated_and_adjacent_tokens() {
+        assert_eq!(
+            split(&table(None), "<u><u>x<u>", false),
+            ["#3", "#3", "'x'", "#3"]
+        );
+        assert_eq!(split(&table(None), "", true), Vec::<String>::new());
+    }
+}

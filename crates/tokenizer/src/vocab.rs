@@ -214,8 +214,13 @@ const EOG_TEXTS: &[&str] = &[
 ];
 
 impl TokenTable {
-    /// Builds the table for `vocab` of the given family.
-    pub(crate) fn build(vocab: &Vocab, family: Family) -> Result<TokenTable, Error> {
+    /// Builds the table for `vocab` of the given family; `no_default_bos` drops the
+    /// family's default BOS id (llama.cpp does for ChatGLM pre-tokenizers).
+    pub(crate) fn build(
+        vocab: &Vocab,
+        family: Family,
+        no_default_bos: bool,
+    ) -> Result<TokenTable, Error> {
         let n = vocab.tokens.len();
         if n == 0 {
             return Err(Error::InvalidMetadata {
@@ -274,6 +279,7 @@ impl TokenTable {
             Family::Bpe => (Some(11), Some(11), None),
             Family::Gemma4Bpe => (None, None, None),
         };
+        let default_bos = if no_default_bos { None } else { default_bos };
         let pick = |default: Option<u32>, meta: Option<u32>| -> Option<u32> {
             let default = default.filter(|&id| (id as usize) < n);
             match meta {
@@ -397,9 +403,20 @@ impl TokenTable {
             self.eog[s as usize] = false;
             self.attrs[s as usize] = Attr(Attr::NORMAL);
         }
-        // Phi-3: special tokens swallow the whitespace after them, except these three.
+        // Per-model whitespace stripping around special tokens (llama.cpp tests these
+        // in this order and applies the first that fits).
+        let pre = vocab.pre.as_deref().unwrap_or("");
         let name = vocab.name.as_deref().unwrap_or("").to_ascii_lowercase();
-        if name.contains("phi-3") || name.contains("phi3") {
+        if ["jina-v2-de", "jina-v2-es", "jina-v2-code"]
+            .iter()
+            .any(|p| pre.contains(p))
+        {
+            // The mask token swallows the whitespace before it.
+            if let Some(id) = self.id_of("<mask>") {
+                self.attrs[id as usize].0 |= Attr::LSTRIP;
+            }
+        } else if name.contains("phi-3") || name.contains("phi3") {
+            // Special tokens swallow the whitespace after them, except three.
             for attr in &mut self.attrs {
                 if attr.has(Attr::CONTROL | Attr::USER_DEFINED | Attr::UNKNOWN) {
                     attr.0 |= Attr::RSTRIP;
@@ -413,6 +430,10 @@ impl TokenTable {
                     self.attrs[id as usize].0 &= !Attr::RSTRIP;
                 }
             }
+        } else if name.contains("modern-bert")
+            && let Some(id) = self.id_of("[MASK]")
+        {
+            self.attrs[id as usize].0 |= Attr::LSTRIP;
         }
         debug_assert_eq!(self.eog.len(), n);
     }
