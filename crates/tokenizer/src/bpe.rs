@@ -26,8 +26,9 @@ pub(crate) struct BpeModel {
     byte_encode: bool,
     ignore_merges: bool,
     newline_words_whole: bool,
-    /// Symbol id of every string that is a token or takes part in a merge.
-    symbols: FxHashMap<Box<str>, u32>,
+    /// Symbol ids (from `n_vocab` up) of merge sides and results that are not tokens;
+    /// tokens are their own symbols, looked up in the token table.
+    extra_symbols: FxHashMap<Box<str>, u32>,
     /// (left symbol, right symbol) → (rank, result symbol).
     merges: FxHashMap<(u32, u32), (u32, u32)>,
     /// Byte-level mode: symbol of each byte's GPT-2 character.
@@ -68,15 +69,16 @@ pub(crate) struct BpeOptions {
 impl BpeModel {
     pub(crate) fn new(table: &TokenTable, merges: &[String], options: BpeOptions) -> BpeModel {
         let n_vocab = table.len() as u32;
-        let mut symbols: FxHashMap<Box<str>, u32> = table.by_text.clone();
-        let mut next_symbol = n_vocab;
-        let mut intern = |s: &str, symbols: &mut FxHashMap<Box<str>, u32>| -> u32 {
-            if let Some(&id) = symbols.get(s) {
+        let mut extra_symbols: FxHashMap<Box<str>, u32> = FxHashMap::default();
+        let intern = |s: &str, extra: &mut FxHashMap<Box<str>, u32>| -> u32 {
+            if let Some(id) = table.id_of(s) {
                 return id;
             }
-            let id = next_symbol;
-            next_symbol += 1;
-            symbols.insert(s.into(), id);
+            if let Some(&id) = extra.get(s) {
+                return id;
+            }
+            let id = n_vocab + extra.len() as u32;
+            extra.insert(s.into(), id);
             id
         };
         let mut merge_table = FxHashMap::default();
@@ -88,9 +90,9 @@ impl BpeModel {
                 continue;
             };
             let (left, right) = (&merge[..pos], &merge[pos + 1..]);
-            let l = intern(left, &mut symbols);
-            let r = intern(right, &mut symbols);
-            let result = intern(&format!("{left}{right}"), &mut symbols);
+            let l = intern(left, &mut extra_symbols);
+            let r = intern(right, &mut extra_symbols);
+            let result = intern(&format!("{left}{right}"), &mut extra_symbols);
             // The first occurrence of a pair keeps its rank (llama.cpp's `emplace`).
             merge_table.entry((l, r)).or_insert((rank as u32, result));
         }
@@ -101,12 +103,18 @@ impl BpeModel {
             for b in 0..=255u8 {
                 let mut buf = [0u8; 4];
                 let c = unicode::byte_to_char(b).encode_utf8(&mut buf);
-                byte_symbol[b as usize] = symbols.get(&*c).copied().unwrap_or(NO_SYMBOL);
+                byte_symbol[b as usize] = table
+                    .id_of(c)
+                    .or_else(|| extra_symbols.get(&*c).copied())
+                    .unwrap_or(NO_SYMBOL);
             }
-            for (text, &id) in &table.by_text {
-                let raw: Option<Vec<u8>> = text.chars().map(unicode::char_to_byte).collect();
-                if let Some(raw) = raw {
-                    raw_tokens.insert(raw.into_boxed_slice(), id);
+            // Only `ignore_merges` looks whole words up.
+            if options.ignore_merges {
+                for (text, &id) in &table.by_text {
+                    let raw: Option<Vec<u8>> = text.chars().map(unicode::char_to_byte).collect();
+                    if let Some(raw) = raw {
+                        raw_tokens.insert(raw.into_boxed_slice(), id);
+                    }
                 }
             }
         } else {
@@ -119,7 +127,7 @@ impl BpeModel {
             byte_encode: options.byte_encode,
             ignore_merges: options.ignore_merges,
             newline_words_whole: options.newline_words_whole,
-            symbols,
+            extra_symbols,
             merges: merge_table,
             byte_symbol,
             raw_tokens,
@@ -134,7 +142,13 @@ impl BpeModel {
 
     /// Merges one pre-tokenized word (raw UTF-8 bytes of the prompt; in non-byte-level
     /// mode already `▁`-escaped) and appends its token ids.
-    pub(crate) fn tokenize_word(&self, word: &str, scratch: &mut BpeScratch, out: &mut Vec<u32>) {
+    pub(crate) fn tokenize_word(
+        &self,
+        table: &TokenTable,
+        word: &str,
+        scratch: &mut BpeScratch,
+        out: &mut Vec<u32>,
+    ) {
         let bytes = word.as_bytes();
         let symbols = &mut scratch.symbols;
         symbols.clear();
@@ -159,11 +173,7 @@ impl BpeModel {
                 });
             }
         } else {
-            let whole = self
-                .symbols
-                .get(word)
-                .copied()
-                .filter(|&id| id < self.n_vocab);
+            let whole = table.id_of(word);
             if let Some(id) = whole
                 && (self.ignore_merges
                     || (self.newline_words_whole && bytes.iter().all(|&b| b == b'\n')))
@@ -177,11 +187,7 @@ impl BpeModel {
                 symbols.push(Symbol {
                     start: start as u32,
                     len: len as u32,
-                    id: self
-                        .symbols
-                        .get(&word[start..start + len])
-                        .copied()
-                        .unwrap_or(NO_SYMBOL),
+                    id: self.symbol_of(table, &word[start..start + len]),
                     prev: i as i32 - 1,
                     next: if i + 1 == count { -1 } else { i as i32 + 1 },
                 });
@@ -224,6 +230,13 @@ impl BpeModel {
             }
             i = s.next;
         }
+    }
+
+    fn symbol_of(&self, table: &TokenTable, text: &str) -> u32 {
+        table
+            .id_of(text)
+            .or_else(|| self.extra_symbols.get(text).copied())
+            .unwrap_or(NO_SYMBOL)
     }
 
     /// A merged piece that is not a token: llama.cpp looks each byte of its encoded text

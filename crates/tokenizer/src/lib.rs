@@ -239,6 +239,7 @@ impl Tokenizer {
                                 pre.split(source, words);
                                 for word in words.iter() {
                                     model.tokenize_word(
+                                        &self.table,
                                         &source[word.clone()],
                                         bpe_scratch,
                                         &mut out,
