@@ -49,11 +49,17 @@ pub const CHATML_FALLBACK: &str = "{%- for message in messages -%}\
 pub struct Message {
     /// "system", "user", "assistant", "tool"…
     pub role: String,
-    /// The message text.
+    /// The message text (`null` in JSON reads as empty, as OpenAI clients send it for
+    /// tool-call-only assistant messages).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
     /// Other attributes, passed to the template unchanged.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl Message {
@@ -550,6 +556,23 @@ mod tests {
             ChatTemplate::new("{{ raise_exception('no system role') }}", "", "").expect("compiles");
         let err = t.render(&[], false, &serde_json::Map::new()).unwrap_err();
         assert!(err.to_string().contains("no system role"), "{err}");
+    }
+
+    #[test]
+    fn shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ChatTemplate>();
+        assert_send_sync::<crate::Tokenizer>();
+    }
+
+    #[test]
+    fn null_content_reads_as_empty() {
+        let m: Message =
+            serde_json::from_str(r#"{"role": "assistant", "content": null, "tool_calls": []}"#)
+                .expect("parses");
+        assert_eq!(m.content, "");
+        let m: Message = serde_json::from_str(r#"{"role": "assistant"}"#).expect("parses");
+        assert_eq!(m.content, "");
     }
 
     #[test]
