@@ -12,7 +12,7 @@ keyword arguments. This script does the same (transformers itself is not needed)
 
 Templates: SmolLM2-135M-Instruct's (read from its GGUF), and from llama.cpp's
 `models/templates/`: Qwen3, Qwen2.5, Phi-3.5-mini, Llama 3.1 / 3.2 / 3.3, Gemma 2 (the
-Gemma chat format). Each gets several conversations (with and without system prompt,
+Gemma chat format) and Gemma 4. Each gets several conversations (with and without system prompt,
 multi-turn, assistant last, unicode and whitespace), with and without the generation
 prompt, plus template-specific variables (Qwen3 `enable_thinking`, tools; Llama 3.x a
 fixed `date_string` so renders do not depend on today's date). A render that raises is
@@ -165,6 +165,8 @@ def template_specs():
          llama_extra),
         ("gemma", "google-gemma-2-2b-it.jinja", file("google-gemma-2-2b-it.jinja"), "<bos>", "<eos>",
          base, [{}]),
+        ("gemma-4", "google-gemma-4-31B-it.jinja", file("google-gemma-4-31B-it.jinja"), "<bos>",
+         "<eos>", base + [("tools", QWEN3_TOOLS)], [{}, {"enable_thinking": True}]),
     ]
 
 
