@@ -54,6 +54,7 @@ def main() -> int:
         "//! Made by `scripts/tokenizer/gen_unicode_table.py`; do not edit. Each entry is",
         "//! `(first code point, class flags)`, valid up to the next entry's first code point.",
         "",
+        "#[rustfmt::skip]",
         f"pub(crate) static CATEGORY_RANGES: [(u32, u8); {len(ranges)}] = [",
     ]
     row: list[str] = []
