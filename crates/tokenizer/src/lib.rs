@@ -440,3 +440,124 @@ struct FamilyDefaults {
     escape: bool,
     clean: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spm_vocab() -> Vocab {
+        // <unk> <s> </s>, the 256 byte tokens, then a few pieces.
+        let mut tokens = vec!["<unk>".to_string(), "<s>".into(), "</s>".into()];
+        let mut types = vec![2, 3, 3];
+        for b in 0..=255u8 {
+            tokens.push(format!("<0x{b:02X}>"));
+            types.push(6);
+        }
+        for piece in ["▁", "▁a", "▁ab", "a", "b", "<x>"] {
+            tokens.push(piece.into());
+            types.push(if piece == "<x>" { 4 } else { 1 });
+        }
+        let scores = (0..tokens.len()).map(|i| -(i as f32)).collect();
+        Vocab {
+            model: "llama".into(),
+            tokens,
+            scores: Some(scores),
+            token_types: Some(types),
+            ..Vocab::default()
+        }
+    }
+
+    #[test]
+    fn sentencepiece_defaults_and_prefix_space_after_special_tokens() {
+        let t = Tokenizer::from_vocab(spm_vocab()).expect("tokenizer");
+        // No metadata: BOS 1 / EOS 2 / UNK 0, BOS added, a space prefix.
+        assert_eq!((t.bos(), t.eos(), t.unknown()), (Some(1), Some(2), Some(0)));
+        assert!(t.add_bos() && !t.add_eos() && t.add_space_prefix());
+        let id = |s: &str| t.token_id(s).expect(s);
+        assert_eq!(t.encode("ab", true, false), [1, id("▁ab")]);
+        // The user-defined token matches without special parsing, and the text after
+        // it gets the prefix space again.
+        assert_eq!(
+            t.encode("ab<x>ab", false, false),
+            [id("▁ab"), id("<x>"), id("▁ab")]
+        );
+        // Unknown characters fall back to bytes.
+        assert_eq!(
+            t.encode("é", false, false),
+            [id("▁"), id("<0xC3>"), id("<0xA9>")]
+        );
+        assert_eq!(t.decode(&t.encode("ab é", true, false)), " ab é");
+        // llama.cpp's detokenizer drops the prefix space only when no BOS was removed.
+        assert_eq!(
+            t.detokenize(&t.encode("ab é", false, false), false, false),
+            "ab é"
+        );
+        assert_eq!(
+            t.detokenize(&t.encode("ab é", true, false), true, false),
+            " ab é"
+        );
+    }
+
+    #[test]
+    fn metadata_overrides_defaults() {
+        let mut v = spm_vocab();
+        v.add_bos = Some(false);
+        v.add_eos = Some(true);
+        v.add_space_prefix = Some(false);
+        v.eos_id = Some(1);
+        v.bos_id = Some(100_000); // out of range: the default stays
+        let t = Tokenizer::from_vocab(v).expect("tokenizer");
+        assert_eq!((t.bos(), t.eos()), (Some(1), Some(1)));
+        assert!(!t.add_bos() && t.add_eos() && !t.add_space_prefix());
+        assert_eq!(
+            t.encode("ab", true, false),
+            [t.token_id("a").unwrap(), t.token_id("b").unwrap(), 1]
+        );
+    }
+
+    #[test]
+    fn bad_metadata_is_a_named_error() {
+        let mut v = spm_vocab();
+        v.scores = Some(vec![0.0; 3]);
+        let e = Tokenizer::from_vocab(v).unwrap_err();
+        assert!(e.to_string().contains("tokenizer.ggml.scores"), "{e}");
+        let v = Vocab {
+            model: "gpt2".into(),
+            pre: Some("gpt-2".into()),
+            tokens: vec!["a".into()],
+            ..Vocab::default()
+        };
+        let e = Tokenizer::from_vocab(v).unwrap_err();
+        assert!(e.to_string().contains("tokenizer.ggml.merges"), "{e}");
+        let v = Vocab {
+            model: "rwkv".into(),
+            tokens: vec!["a".into()],
+            ..Vocab::default()
+        };
+        assert!(
+            Tokenizer::from_vocab(v)
+                .unwrap_err()
+                .to_string()
+                .contains("\"rwkv\"")
+        );
+        let v = Vocab {
+            model: "llama".into(),
+            ..Vocab::default()
+        };
+        assert!(
+            Tokenizer::from_vocab(v)
+                .unwrap_err()
+                .to_string()
+                .contains("empty token list")
+        );
+    }
+
+    #[test]
+    fn out_of_range_ids_decode_to_nothing() {
+        let t = Tokenizer::from_vocab(spm_vocab()).expect("tokenizer");
+        assert_eq!(t.decode(&[u32::MAX, 7_000_000]), "");
+        assert_eq!(t.token_bytes(u32::MAX), b"");
+        assert_eq!(t.token_text(u32::MAX), "");
+        assert!(!t.is_end_of_generation(u32::MAX) && !t.is_control(u32::MAX));
+    }
+}
