@@ -8,8 +8,12 @@ prompt set and writes, under tests/goldens/tokenizer/:
                     accents, CJK and other scripts, numbers, special-token text, empty
                     and lone-space prompts, Unicode edge cases);
 - long_text.txt     a ~100 KB text (all prompts, repeated) for the speed and scale test;
+- random_text.txt   ~60 KB of seeded random "soup": words, code points from many blocks
+                    and planes, whitespace runs, special-token text and fragments of it;
+- random/<vocab>.json  ids of the random text for more of llama.cpp's vocab-only files;
 - <model>.json      special ids as llama.cpp reports them, ids per prompt in three
-                    modes, and the ids of the long text.
+                    modes, the ids of the long text, and of the random text in the
+                    "prompt" and "bare" modes.
 
 Modes, as `llama-tokenize` maps them onto `llama_tokenize(text, add_special,
 parse_special)`:
@@ -23,7 +27,8 @@ The prompt is read verbatim from a file (`-f`, `--no-escape`), so no byte is alt
 
 Usage:
   .cache/venv/bin/python scripts/tokenizer/make_tokenizer_goldens.py \
-      [--llama-tokenize /root/.cache/llama.cpp-reference/build/bin/llama-tokenize] [--only NAME...]
+      [--llama-tokenize /root/.cache/llama.cpp-reference/build/bin/llama-tokenize]
+      [--only NAME...] [--random-only]
 
 Each llama-tokenize run loads the vocabulary again: the whole set takes ~25 minutes.
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import random
 import re
 import subprocess
 import sys
@@ -51,6 +57,11 @@ MODELS = {
     # model name); its vocab-only file checks that with special-token parsing on.
     "phi-3-vocab": "llama.cpp/models/ggml-vocab-phi-3.gguf",
 }
+
+# Vocab-only files checked on the random text only (two runs each): the pre-tokenizers
+# and families that llama.cpp's own .inp/.out tests leave out or cover lightly.
+RANDOM_ONLY = ["gpt-neox", "aquila", "baichuan", "llama-bpe", "deepseek-llm", "deepseek-coder",
+               "falcon", "starcoder", "command-r", "mpt", "refact", "gpt-2", "qwen35", "gemma-4"]
 
 MODES = {
     "prompt": [],
@@ -243,17 +254,64 @@ def dump_one_case_per_line(golden: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def random_text(seed: int = 1, size: int = 60_000) -> str:
+    """Seeded random text that mixes everything the tokenizers treat specially."""
+    rng = random.Random(seed)
+    pieces = [" ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", "\u00a0", "\u3000", "'s", "'LL", "'Re",
+              "123", "4567", "½", "٣", "<|im_start|>", "<|im_end|>", "<start_of_turn>",
+              "<end_of_turn>", "</s>", "<s>", "<bos>", "<|endoftext|>", "<|end|>", "<unk>", "<", "|",
+              ">", "▁", "Ġ", "\u200d", "\ufe0f", "e\u0301", "🦙", "👨‍👩‍👧", "🇫🇷", "中文", "日本語",
+              "한국어", "ä", "ß", "İ", "ﬁ", "\x00", "\x7f", "\x1b"]
+    blocks = [(0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF),
+              (0x900, 0x97F), (0xE00, 0xE7F), (0x1100, 0x11FF), (0x2000, 0x206F), (0x2190, 0x2BFF),
+              (0x3000, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xE000, 0xE0FF), (0xFB00, 0xFDFF),
+              (0xFE00, 0xFFEF), (0x10000, 0x1007F), (0x1D400, 0x1D7FF), (0x1F300, 0x1FAFF),
+              (0x20000, 0x2A6DF), (0xE0000, 0xE007F), (0x2FF0, 0x2FFF), (0x31E0, 0x31EF)]
+    out, n = [], 0
+    while n < size:
+        r = rng.random()
+        if r < 0.3:
+            piece = rng.choice(pieces)
+        elif r < 0.6:
+            piece = "".join(chr(rng.randint(0x61, 0x7A)) for _ in range(rng.randint(1, 12)))
+        else:
+            lo, hi = rng.choice(blocks)
+            cps = (rng.randint(lo, hi) for _ in range(rng.randint(1, 6)))
+            piece = "".join(chr(c) for c in cps if not 0xD800 <= c <= 0xDFFF)
+        out.append(piece)
+        n += len(piece.encode("utf-8"))
+    return "".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--llama-tokenize", default=DEFAULT_TOOL)
     parser.add_argument("--data-dir", default=str(ROOT / ".cache"))
     parser.add_argument("--only", nargs="*", choices=sorted(MODELS), help="regenerate these models only")
+    parser.add_argument("--random-only", action="store_true",
+                        help="only the random-text goldens of the vocab-only files (random/)")
     args = parser.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "prompts.json").write_text(json.dumps(PROMPTS, ensure_ascii=False, indent=1) + "\n")
     long = long_text()
     (OUT / "long_text.txt").write_bytes(long.encode("utf-8"))
+    soup = random_text()
+    (OUT / "random_text.txt").write_bytes(soup.encode("utf-8"))
+
+    random_dir = OUT / "random"
+    random_dir.mkdir(exist_ok=True)
+    for name in RANDOM_ONLY:
+        if args.only:
+            break
+        rel = f"llama.cpp/models/ggml-vocab-{name}.gguf"
+        model = pathlib.Path(args.data_dir) / rel
+        golden = {"model": rel, "llama_cpp": LLAMA_CPP_COMMIT, "modes": {m: MODES[m] for m in ("prompt", "bare")},
+                  "random_text": {m: run_tool(args.llama_tokenize, model, soup, MODES[m]) for m in ("prompt", "bare")}}
+        (random_dir / f"{name}.json").write_text(json.dumps(golden, separators=(",", ":")) + "\n")
+        print(f"random/{name}: {len(golden['random_text']['prompt'])} tokens")
+    if args.random_only:
+        return 0
 
     for name, rel in MODELS.items():
         if args.only and name not in args.only:
@@ -272,6 +330,8 @@ def main() -> int:
             "vocab": vocab_info(args.llama_tokenize, model),
             "cases": cases,
             "long_text": {"mode": "prompt", "ids": run_tool(args.llama_tokenize, model, long, [])},
+            "random_text": {mode: run_tool(args.llama_tokenize, model, soup, MODES[mode])
+                            for mode in ("prompt", "bare")},
         }
         (OUT / f"{name}.json").write_text(dump_one_case_per_line(golden))
         print(f"{name}: {len(cases)} cases, long text {len(golden['long_text']['ids'])} tokens")

@@ -4,7 +4,10 @@
 //! llama.cpp's `tests/test-tokenizer-0.cpp`). Each supported vocabulary must give the
 //! expected ids on every input and decode them back to the input; every unsupported one
 //! must be refused with an error naming what is missing. A vocabulary file that is
-//! neither listed as supported nor as unsupported fails the inventory test.
+//! neither listed as supported nor as unsupported fails the inventory test. The files
+//! without test pairs (gpt-neox and aquila: BPE with the default pre-tokenizer; baichuan:
+//! SentencePiece) are checked on a seeded random text against llama.cpp's ids, with
+//! several of the others.
 
 use std::path::PathBuf;
 
@@ -171,4 +174,67 @@ fn every_test_vocabulary_is_accounted_for() {
         with_tests, known,
         "vocabularies with tests vs. those this file covers"
     );
+}
+
+/// `tests/goldens/tokenizer/random/<name>.json`: llama.cpp's ids for the seeded random
+/// text (`random_text.txt`) on more vocab-only files, with BOS and special parsing as
+/// `llama-tokenize` applies them ("prompt") and without ("bare").
+#[test]
+fn random_text_matches_llama_cpp_on_more_vocabularies() {
+    let dir = tern_testkit::goldens_dir().join("tokenizer");
+    let text = std::fs::read_to_string(dir.join("random_text.txt")).expect("random text");
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("random"))
+        .expect("random goldens")
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".json")
+                .map(String::from)
+        })
+        .collect();
+    names.sort();
+    for required in [
+        "gpt-neox",
+        "aquila",
+        "baichuan",
+        "llama-bpe",
+        "deepseek-llm",
+    ] {
+        assert!(
+            names.iter().any(|n| n == required),
+            "no random-text golden for {required}"
+        );
+    }
+    let mut failures = Vec::new();
+    for name in &names {
+        let golden: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("random").join(format!("{name}.json")))
+                .expect("read"),
+        )
+        .expect("json");
+        let tokenizer = load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (mode, add_special, parse_special) in [
+            ("prompt", tokenizer.add_bos(), true),
+            ("bare", false, false),
+        ] {
+            let expected: Vec<u32> = golden["random_text"][mode]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|v| v.as_u64().expect("id") as u32)
+                .collect();
+            let got = tokenizer.encode(&text, add_special, parse_special);
+            if got != expected {
+                let at = got
+                    .iter()
+                    .zip(&expected)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(got.len().min(expected.len()));
+                failures.push(format!("{name} ({mode}): first difference at token {at}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
