@@ -152,3 +152,41 @@ fn messages_deserialize_from_openai_style_json() {
     assert_eq!(messages[0], Message::system("S"));
     assert_eq!(messages[1].extra["tool_calls"][0]["id"], "1");
 }
+
+#[test]
+fn llama32_date_comes_from_strftime_now_when_not_given() {
+    let golden = goldens()
+        .into_iter()
+        .find(|g| g.name == "llama-3.2")
+        .expect("llama-3.2 golden");
+    let template = ChatTemplate::new(&golden.template, &golden.bos_token, &golden.eos_token)
+        .expect("compiles");
+    let case = golden
+        .cases
+        .iter()
+        .find(|c| c.conversation == "single_user" && c.add_generation_prompt)
+        .expect("case");
+    let text = template
+        .render(&case.messages, true, &serde_json::Map::new())
+        .expect("renders");
+    let expected = case.expected.as_deref().expect("expected text");
+    // Llama 3.2's template asks `strftime_now` for today's date when none is given;
+    // everything but the date is as in the reference (rendered with a fixed date).
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Today Date: "))
+        .expect("date line");
+    assert_eq!(text.replace(line, "Today Date: 26 Jul 2024"), expected);
+    let date = line.trim_start_matches("Today Date: ");
+    let parts: Vec<&str> = date.split(' ').collect();
+    assert_eq!(parts.len(), 3, "{date}");
+    assert!(
+        parts[0].len() == 2 && parts[0].parse::<u32>().is_ok_and(|d| (1..=31).contains(&d)),
+        "{date}"
+    );
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    assert!(months.contains(&parts[1]), "{date}");
+    assert!(parts[2].parse::<u32>().is_ok_and(|y| y >= 2025), "{date}");
+}
