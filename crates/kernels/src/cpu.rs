@@ -9,10 +9,19 @@
 //! - unset, empty or `auto`: the best path this build has for this CPU;
 //! - `scalar`: the portable reference path, whatever the CPU (for debugging and for
 //!   comparing against the SIMD paths);
-//! - anything else: a warning is logged and `auto` is used.
+//! - `avx2` (x86_64): AVX2 + FMA + F16C, even on a CPU with AVX-512 — so the AVX2
+//!   kernels run (and are tested) on AVX-512 machines too;
+//! - `avx512` (x86_64): AVX-512 F/BW/VL without VNNI, even where VNNI exists (the
+//!   8-bit dot products then use `vpmaddubsw`/`vpmaddwd`, as on Skylake-X);
+//! - `avx512-vnni` (x86_64): AVX-512 F/BW/VL with VNNI `vpdpbusd`;
+//! - `neon` (aarch64): NEON without the dot-product extension (Cortex-A53/A55/A72), even
+//!   on a CPU that has it;
+//! - `neon-dotprod` (aarch64): NEON with `sdot`/`udot` (Cortex-A76, the Raspberry Pi 5);
+//! - a path the CPU (or this build's architecture) lacks, or anything else: a warning is
+//!   logged and `auto` is used.
 //!
-//! Only the scalar path exists so far; the SIMD paths (`avx2`, `avx512-vnni`,
-//! `neon-dotprod`) become [`KernelPath`] variants and `TERN_KERNELS` values when they land.
+//! Optional extensions inside a path are used where the CPU has them and never assumed:
+//! AVX-512 BF16 (`vdpbf16ps`) for BF16 weights on the AVX-512 paths.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -114,13 +123,58 @@ pub enum KernelPath {
     /// Portable Rust, no SIMD intrinsics: the reference every other path is tested
     /// against, and the fallback on CPUs without a supported SIMD extension.
     Scalar,
+    /// x86_64 with AVX2, FMA and F16C (Haswell / Zen 1 and later).
+    Avx2,
+    /// x86_64 with AVX-512 F, BW and VL (plus AVX2, FMA, F16C), without VNNI.
+    Avx512,
+    /// x86_64 with AVX-512 F, BW, VL and VNNI (`vpdpbusd`): Ice Lake, Zen 4 and later.
+    Avx512Vnni,
+    /// aarch64 NEON (mandatory on aarch64) without the dot-product extension.
+    Neon,
+    /// aarch64 NEON with the dot-product extension (`sdot`/`udot`, Armv8.2-A+).
+    NeonDotprod,
 }
 
 impl KernelPath {
+    /// Every path, in the order of preference from slowest to fastest per architecture.
+    pub const ALL: [KernelPath; 6] = [
+        KernelPath::Scalar,
+        KernelPath::Avx2,
+        KernelPath::Avx512,
+        KernelPath::Avx512Vnni,
+        KernelPath::Neon,
+        KernelPath::NeonDotprod,
+    ];
+
     /// The name shown by `tern doctor` and accepted by `TERN_KERNELS`.
     pub fn name(self) -> &'static str {
         match self {
             KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Avx512 => "avx512",
+            KernelPath::Avx512Vnni => "avx512-vnni",
+            KernelPath::Neon => "neon",
+            KernelPath::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// The path named `name` (as [`KernelPath::name`] spells it), if any.
+    pub fn from_name(name: &str) -> Option<KernelPath> {
+        KernelPath::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether a CPU with `features` can run this path's kernels, in this build.
+    pub fn is_supported_by(self, features: &CpuFeatures) -> bool {
+        let avx2 = cfg!(target_arch = "x86_64") && features.avx2 && features.fma && features.f16c;
+        let avx512 = avx2 && features.avx512f && features.avx512bw && features.avx512vl;
+        let neon = cfg!(target_arch = "aarch64") && features.neon;
+        match self {
+            KernelPath::Scalar => true,
+            KernelPath::Avx2 => avx2,
+            KernelPath::Avx512 => avx512,
+            KernelPath::Avx512Vnni => avx512 && features.avx512vnni,
+            KernelPath::Neon => neon,
+            KernelPath::NeonDotprod => neon && features.dotprod,
         }
     }
 }
@@ -158,20 +212,37 @@ pub fn choose_kernel_path(
     let best = best_path(features);
     match requested.map(str::trim) {
         None | Some("") | Some("auto") => (best, None),
-        Some("scalar") => (KernelPath::Scalar, None),
-        Some(other) => (
-            best,
-            Some(format!(
-                "{KERNELS_ENV}={other:?} is not a known kernel path (expected \"auto\" or \
-                 \"scalar\"); using {best}"
-            )),
-        ),
+        Some(name) => match KernelPath::from_name(name) {
+            Some(path) if path.is_supported_by(features) => (path, None),
+            Some(path) => (
+                best,
+                Some(format!(
+                    "{KERNELS_ENV}={name:?}: this CPU or build cannot run the {path} kernels \
+                     (CPU features: {features}); using {best}"
+                )),
+            ),
+            None => {
+                let known: Vec<&str> = KernelPath::ALL.iter().map(|p| p.name()).collect();
+                (
+                    best,
+                    Some(format!(
+                        "{KERNELS_ENV}={name:?} is not a known kernel path (expected \"auto\" \
+                         or one of {}); using {best}",
+                        known.join(", ")
+                    )),
+                )
+            }
+        },
     }
 }
 
-/// The fastest path this build has for `features`. Only the scalar path exists yet.
-fn best_path(_features: &CpuFeatures) -> KernelPath {
-    KernelPath::Scalar
+/// The fastest path this build has for `features`.
+pub fn best_path(features: &CpuFeatures) -> KernelPath {
+    KernelPath::ALL
+        .into_iter()
+        .rev()
+        .find(|p| p.is_supported_by(features))
+        .unwrap_or(KernelPath::Scalar)
 }
 
 /// The CPU's model name and core counts, as `tern doctor` and thread-count defaults
@@ -373,7 +444,72 @@ mod tests {
         assert_eq!(path, KernelPath::Scalar);
         let warning = warning.expect("unknown value must warn");
         assert!(warning.contains("\"avx9000\""), "{warning}");
+        assert!(
+            warning.contains("avx512-vnni"),
+            "lists the known paths: {warning}"
+        );
         assert_eq!(KernelPath::Scalar.to_string(), "scalar");
+    }
+
+    #[test]
+    fn x86_paths_follow_the_features() {
+        let avx2 = CpuFeatures {
+            avx: true,
+            avx2: true,
+            fma: true,
+            f16c: true,
+            ..CpuFeatures::default()
+        };
+        let avx512 = CpuFeatures {
+            avx512f: true,
+            avx512bw: true,
+            avx512vl: true,
+            ..avx2
+        };
+        let vnni = CpuFeatures {
+            avx512vnni: true,
+            ..avx512
+        };
+        let on_x86 = |p: KernelPath| {
+            if cfg!(target_arch = "x86_64") {
+                p
+            } else {
+                KernelPath::Scalar
+            }
+        };
+        assert_eq!(best_path(&avx2), on_x86(KernelPath::Avx2));
+        assert_eq!(best_path(&avx512), on_x86(KernelPath::Avx512));
+        assert_eq!(best_path(&vnni), on_x86(KernelPath::Avx512Vnni));
+        // AVX2 without F16C (or FMA) is not enough for the AVX2 path.
+        let no_f16c = CpuFeatures {
+            f16c: false,
+            ..avx2
+        };
+        assert_eq!(best_path(&no_f16c), KernelPath::Scalar);
+        // AVX-512 F without BW is not the AVX-512 path (Knights Landing).
+        let no_bw = CpuFeatures {
+            avx512bw: false,
+            ..vnni
+        };
+        assert_eq!(best_path(&no_bw), on_x86(KernelPath::Avx2));
+        // Forcing: a slower path the CPU has is honoured; one it lacks warns.
+        for name in ["avx2", "avx512", "scalar"] {
+            let want = KernelPath::from_name(name).unwrap();
+            let (path, warning) = choose_kernel_path(&vnni, Some(name));
+            if want.is_supported_by(&vnni) {
+                assert_eq!((path, warning), (want, None));
+            }
+        }
+        let (path, warning) = choose_kernel_path(&avx2, Some("avx512-vnni"));
+        assert_eq!(path, best_path(&avx2));
+        assert!(
+            warning
+                .expect("must warn")
+                .contains("cannot run the avx512-vnni")
+        );
+        for p in KernelPath::ALL {
+            assert_eq!(KernelPath::from_name(p.name()), Some(p));
+        }
     }
 
     #[test]

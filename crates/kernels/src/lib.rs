@@ -9,13 +9,15 @@
 //!
 //! Layout: [`blocks`] (the block structs), [`quant`] (one module per format: the portable
 //! scalar reference, which is also the fallback on CPUs without SIMD), [`mod@matmul`] (the
-//! typed API), [`ops`] and [`mod@rope`], [`cpu`] (run-time CPU detection and the choice of
-//! [`KernelPath`]). SIMD versions will live in one module per ISA and be selected once
-//! per process in `quant::row_kernels`.
+//! typed API, single- and multi-threaded), [`ops`] and [`mod@rope`], [`cpu`] (run-time CPU
+//! detection and the choice of [`KernelPath`]), [`arch`] (the per-path function tables
+//! and the SIMD kernels, one module per ISA, chosen once per process; [`Kernels`] calls
+//! through one table, which is how tests compare every path with the scalar one).
 //!
 //! Besides the mmap boundary of tern-gguf, this is the only crate of tern with `unsafe`
-//! code: the block views in [`blocks`] and the thread pool.
+//! code: the block views in [`blocks`], the thread pool, and the SIMD kernels.
 
+pub mod arch;
 pub mod blocks;
 pub mod cpu;
 pub mod error;
@@ -25,12 +27,13 @@ pub mod pool;
 pub mod quant;
 pub mod rope;
 
+pub use arch::Kernels;
 pub use cpu::{CpuFeatures, CpuInfo, KernelPath, cpu_features, cpu_info, kernel_path};
 pub use error::KernelError;
-pub use matmul::{QuantizedActivations, WeightMatrix, get_rows, matmul};
+pub use matmul::{QuantizedActivations, WeightMatrix, get_rows, matmul, matmul_with_pool};
 pub use ops::{
     f16_to_f32_slice, f32_to_f16_slice, geglu_tanh, gelu_tanh, rms_norm, rms_norm_in_place, silu,
-    softmax_in_place, swiglu, vec_dot_f16,
+    softmax_in_place, swiglu, vec_dot_f16, vec_dot_f16_ggml, vec_mad_f16, vec_scale_f16,
 };
 pub use quant::{dequantize_row, quantize_row, supported_weight_type, vec_dot, vec_dot_type};
 pub use rope::{RopeOrdering, RopeParams, rope, rope_apply, rope_cache_init};

@@ -5,11 +5,29 @@
 //! Layout follows ggml's `ggml_mul_mat(w, x)`: a weight matrix has `rows` output rows of
 //! `cols` values each (ggml's `ne[1]` × `ne[0]`), stored row after row; activations are
 //! `n_rows` token rows of `cols` values; the result is `n_rows` rows of `rows` values.
+//!
+//! One token (decode) runs the path's matrix-vector kernel over the rows, which reads
+//! each weight byte once, in file order, and allocates nothing: the speed limit is the
+//! memory bandwidth. Several tokens (prompts) run the path's batched kernel, which
+//! unpacks a panel of weight rows once and multiplies it with every token
+//! (`arch::x86_64::gemm`); where a path has none, a cache-sized tile of rows is reused
+//! for all tokens. [`matmul_with_pool`] splits the rows over a [`ThreadPool`]; every
+//! output element is computed by the same instructions whichever thread computes it, so
+//! the result does not depend on the number of threads.
+
+use std::ops::Range;
 
 use tern_gguf::GgmlType;
 
+mod activations;
+
+pub(crate) use activations::{ActRow, GemmActivations, PairedRow};
+pub use activations::{GEMM_MIN_TOKENS, QuantizedActivations};
+
+use crate::Kernels;
 use crate::error::KernelError;
-use crate::quant::{self, row_bytes, row_kernels, vec_dot_type};
+use crate::pool::ThreadPool;
+use crate::quant::{self, row_bytes, row_kernels};
 
 /// A weight matrix in its stored type, borrowed from the model file.
 #[derive(Clone, Copy, Debug)]
@@ -83,130 +101,197 @@ impl<'a> WeightMatrix<'a> {
     }
 }
 
-/// Activation rows quantized to the type a weight type's dot product needs. The buffer
-/// is kept between calls, so a decode loop allocates only until it has seen its largest
-/// batch.
-#[derive(Debug, Clone)]
-pub struct QuantizedActivations {
-    ty: GgmlType,
-    cols: usize,
-    n_rows: usize,
-    row_bytes: usize,
-    data: Vec<u8>,
+/// Where a batched matmul writes: `out[t * stride + r]` for token `t` and weight row `r`.
+/// Threads write disjoint row ranges of the same matrix, hence a raw pointer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GemmOut {
+    ptr: *mut f32,
+    stride: usize,
+    n_tokens: usize,
 }
 
-impl Default for QuantizedActivations {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+// SAFETY: a `GemmOut` is only used to write the rows a thread was given by
+// `ThreadPool::for_each_chunk` (disjoint ranges), inside a call that holds the `&mut`
+// borrow of the whole output, so no two threads write the same element and the memory
+// outlives every use.
+unsafe impl Sync for GemmOut {}
+// SAFETY: as for `Sync`.
+unsafe impl Send for GemmOut {}
 
-impl QuantizedActivations {
-    /// An empty buffer.
-    pub fn new() -> Self {
-        QuantizedActivations {
-            ty: GgmlType::F32,
-            cols: 0,
-            n_rows: 0,
-            row_bytes: 0,
-            data: Vec::new(),
+impl GemmOut {
+    fn new(out: &mut [f32], stride: usize, n_tokens: usize) -> GemmOut {
+        assert_eq!(out.len(), stride * n_tokens);
+        GemmOut {
+            ptr: out.as_mut_ptr(),
+            stride,
+            n_tokens,
         }
     }
 
-    /// Quantizes `n_rows` rows of `cols` values from `x` (row-major) to
-    /// `vec_dot_type(for_weight)`, as ggml does before a matmul with weights of type
-    /// `for_weight`. The result can be reused for every matrix whose weights have the
-    /// same activation type (e.g. the Q, K and V projections).
+    /// The output of token `t` for rows `rows`.
     ///
-    /// # Panics
-    /// If `for_weight` is not a supported weight type, if `x.len() != n_rows * cols`, or
-    /// if `cols` is not a whole number of activation blocks. A [`WeightMatrix`] built
-    /// with `try_new` guarantees the last for its own `cols`.
-    pub fn quantize(&mut self, for_weight: GgmlType, x: &[f32], n_rows: usize, cols: usize) {
-        let ty = vec_dot_type(for_weight)
-            .unwrap_or_else(|| panic!("no kernels for weight type {for_weight}"));
-        assert_eq!(
-            x.len(),
-            n_rows * cols,
-            "activations: {n_rows} rows of {cols} values"
-        );
-        let row_bytes = match row_bytes(ty, cols) {
-            Ok(n) => n,
-            Err(e) => panic!("activations: {e}"),
-        };
-        let quantize_row = quant::quantizer(ty).expect("every activation type has a quantizer");
-        self.ty = ty;
-        self.cols = cols;
-        self.n_rows = n_rows;
-        self.row_bytes = row_bytes;
-        self.data.resize(n_rows * row_bytes, 0);
-        if cols == 0 {
-            return;
+    /// # Safety
+    /// No other live reference may cover these elements: callers take them only for
+    /// the rows their chunk owns, and drop them before the chunk ends.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn row_slice(&self, t: usize, rows: Range<usize>) -> &mut [f32] {
+        assert!(t < self.n_tokens && rows.start <= rows.end && rows.end <= self.stride);
+        // SAFETY: in bounds by the assertion (the buffer is `stride * n_tokens` long);
+        // exclusive by the caller's contract.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ptr.add(t * self.stride + rows.start), rows.len())
         }
-        for (x, out) in x
-            .chunks_exact(cols)
-            .zip(self.data.chunks_exact_mut(row_bytes))
-        {
-            quantize_row(x, out);
-        }
-    }
-
-    /// The activation type the rows are stored in.
-    pub fn ty(&self) -> GgmlType {
-        self.ty
-    }
-
-    /// Values per row.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Number of rows (tokens).
-    pub fn n_rows(&self) -> usize {
-        self.n_rows
-    }
-
-    /// Whether these activations can be multiplied with weights of type `weight`.
-    pub fn fits(&self, weight: GgmlType) -> bool {
-        vec_dot_type(weight) == Some(self.ty)
-    }
-
-    /// The bytes of row `t`.
-    ///
-    /// # Panics
-    /// If `t >= self.n_rows()`.
-    pub fn row(&self, t: usize) -> &[u8] {
-        &self.data[t * self.row_bytes..(t + 1) * self.row_bytes]
     }
 }
+
+/// The batched matmul of one weight type: computes `out` for every token and the
+/// weight rows `rows` (a range that starts at a multiple of the kernel's panel height).
+pub(crate) type GemmFn = unsafe fn(&WeightMatrix<'_>, Range<usize>, &GemmActivations<'_>, &GemmOut);
+
+/// Weight rows per pool chunk are chosen so that a chunk holds at least this many
+/// bytes: smaller chunks cost more in hand-over than they gain in balance.
+const MIN_CHUNK_BYTES: usize = 16 * 1024;
+/// Row granularity of the chunks handed to the batched kernels (their panel heights
+/// divide it), so a panel is never split between threads.
+const GEMM_ROW_GRAIN: usize = 16;
+/// Matrix-vector products over several tokens read this many weight bytes at a time
+/// for all tokens, so the rows come from cache for every token after the first.
+const MATVEC_TILE_BYTES: usize = 32 * 1024;
 
 /// `out[t * w.rows + r] = dot(w row r, x row t)` for every weight row `r` and activation
-/// row `t`. Allocates nothing.
+/// row `t`, single-threaded, with the kernels of this process. Allocates nothing.
 ///
 /// # Panics
 /// If `x` was not quantized for `w.ty` (see [`QuantizedActivations::fits`]), if the
 /// column counts differ, or if `out.len() != x.n_rows() * w.rows`.
 pub fn matmul(w: &WeightMatrix<'_>, x: &QuantizedActivations, out: &mut [f32]) {
-    w.assert_consistent();
-    let kernels = row_kernels(w.ty).expect("checked by assert_consistent");
-    assert_eq!(
-        kernels.activation, x.ty,
-        "activations quantized to {} but {} weights need {}",
-        x.ty, w.ty, kernels.activation
-    );
-    assert_eq!(x.cols, w.cols, "activation and weight column counts differ");
-    assert_eq!(out.len(), x.n_rows * w.rows, "matmul output length");
-    if w.cols == 0 || w.rows == 0 {
-        out.fill(0.0);
-        return;
+    Kernels::current().matmul(w, x, out);
+}
+
+/// [`matmul`] split over the threads of `pool` by output rows. The result is the same as
+/// [`matmul`]'s, bit for bit, whatever the number of threads.
+///
+/// # Panics
+/// As [`matmul`].
+pub fn matmul_with_pool(
+    pool: &ThreadPool,
+    w: &WeightMatrix<'_>,
+    x: &QuantizedActivations,
+    out: &mut [f32],
+) {
+    Kernels::current().matmul_with_pool(pool, w, x, out);
+}
+
+impl Kernels {
+    /// [`matmul`] with these kernels.
+    ///
+    /// # Panics
+    /// As [`matmul`].
+    pub fn matmul(&self, w: &WeightMatrix<'_>, x: &QuantizedActivations, out: &mut [f32]) {
+        self.matmul_impl(None, w, x, out);
     }
-    let w_row_bytes = w.row_bytes();
-    // The loop over weight rows is the one the thread pool will split (each worker a
-    // range of rows, as ggml-cpu splits `ne01`). Tokens are the inner loop so that a
-    // weight row is read from memory once per matmul, not once per token.
-    for (r, w_row) in w.data.chunks_exact(w_row_bytes).enumerate() {
-        for t in 0..x.n_rows {
-            out[t * w.rows + r] = (kernels.dot)(w_row, x.row(t));
+
+    /// [`matmul_with_pool`] with these kernels.
+    ///
+    /// # Panics
+    /// As [`matmul`].
+    pub fn matmul_with_pool(
+        &self,
+        pool: &ThreadPool,
+        w: &WeightMatrix<'_>,
+        x: &QuantizedActivations,
+        out: &mut [f32],
+    ) {
+        self.matmul_impl(Some(pool), w, x, out);
+    }
+
+    fn matmul_impl(
+        &self,
+        pool: Option<&ThreadPool>,
+        w: &WeightMatrix<'_>,
+        x: &QuantizedActivations,
+        out: &mut [f32],
+    ) {
+        w.assert_consistent();
+        let kernels = self
+            .row_kernels(w.ty)
+            .expect("checked by assert_consistent");
+        assert_eq!(
+            kernels.activation, x.ty,
+            "activations quantized to {} but {} weights need {}",
+            x.ty, w.ty, kernels.activation
+        );
+        assert_eq!(x.cols, w.cols, "activation and weight column counts differ");
+        assert_eq!(out.len(), x.n_rows * w.rows, "matmul output length");
+        if w.cols == 0 || w.rows == 0 {
+            out.fill(0.0);
+            return;
+        }
+        let n_tokens = x.n_rows;
+        let row_bytes = w.row_bytes();
+        let out = GemmOut::new(out, w.rows, n_tokens);
+        let gemm = kernels
+            .gemm
+            .zip(x.gemm_view())
+            .filter(|_| n_tokens >= GEMM_MIN_TOKENS);
+        match gemm {
+            Some((gemm, acts)) => {
+                let panels = w.rows.div_ceil(GEMM_ROW_GRAIN);
+                let run = |panels: Range<usize>, _thread: usize| {
+                    let rows =
+                        panels.start * GEMM_ROW_GRAIN..(panels.end * GEMM_ROW_GRAIN).min(w.rows);
+                    // SAFETY: the table was checked against this CPU's features; `w`,
+                    // `acts` and `out` have consistent shapes (asserted above), and
+                    // the pool hands each chunk of rows to one thread only.
+                    unsafe { gemm(w, rows, &acts, &out) };
+                };
+                match pool {
+                    Some(pool) => pool.for_each_chunk(panels, 1, run),
+                    None => run(0..panels, 0),
+                }
+            }
+            None => {
+                let min_rows = MIN_CHUNK_BYTES.div_ceil(row_bytes).max(1);
+                let tile_rows = MATVEC_TILE_BYTES.div_ceil(row_bytes).max(1);
+                let run = |rows: Range<usize>, _thread: usize| {
+                    let mut start = rows.start;
+                    while start < rows.end {
+                        // One token: the whole chunk at once (streamed); several: a
+                        // cache-sized tile at a time for all tokens.
+                        let end = if n_tokens == 1 {
+                            rows.end
+                        } else {
+                            (start + tile_rows).min(rows.end)
+                        };
+                        let w_rows = &w.data[start * row_bytes..end * row_bytes];
+                        for t in 0..n_tokens {
+                            // SAFETY: this chunk owns rows `start..end` of every token's
+                            // output; the slice is dropped before the next one is taken.
+                            let out_t = unsafe { out.row_slice(t, start..end) };
+                            let x_t = x.act_row(t);
+                            match kernels.matvec {
+                                // SAFETY: the table was checked against this CPU's
+                                // features; `w_rows` holds `out_t.len()` rows of
+                                // `row_bytes`, and `x_t` one row of the same width.
+                                Some(matvec) => unsafe { matvec(w_rows, row_bytes, &x_t, out_t) },
+                                None => {
+                                    for (o, w_row) in
+                                        out_t.iter_mut().zip(w_rows.chunks_exact(row_bytes))
+                                    {
+                                        // SAFETY: as above, one row each.
+                                        *o = unsafe { (kernels.dot)(w_row, x_t.bytes) };
+                                    }
+                                }
+                            }
+                        }
+                        start = end;
+                    }
+                };
+                match pool {
+                    Some(pool) => pool.for_each_chunk(w.rows, min_rows, run),
+                    None => run(0..w.rows, 0),
+                }
+            }
         }
     }
 }
@@ -227,7 +312,9 @@ pub fn get_rows(w: &WeightMatrix<'_>, ids: &[u32], out: &mut [f32]) -> Result<()
     }
     for (&id, out) in ids.iter().zip(out.chunks_exact_mut(w.cols)) {
         check_id(id, w.rows)?;
-        (kernels.dequantize)(w.row(id as usize), out);
+        // SAFETY: the table was checked against this CPU's features; the row and `out`
+        // both hold `w.cols` values.
+        unsafe { (kernels.dequantize)(w.row(id as usize), out) };
     }
     Ok(())
 }

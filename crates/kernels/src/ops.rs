@@ -1,31 +1,51 @@
 //! Elementwise and row-wise ops of a transformer on f32 slices: RMSNorm, softmax, SiLU
-//! and GELU (with their gated forms), the F16 dot product of the KV-cache attention, and
-//! f32/f16 slice conversion.
+//! and GELU (with their gated forms), the F16 dot product and multiply-add of the
+//! KV-cache attention, and f32/f16 slice conversion.
 //!
 //! Each follows the arithmetic of llama.cpp's CPU backend (ggml/src/ggml-cpu/ops.cpp,
 //! vec.h, vec.cpp) where it decides results: which sums are in f64, where values pass
-//! through f16. Where llama.cpp's SIMD code computes differently (an approximate `expf`
-//! in SiLU and softmax, f32 lane sums), the note says so; this is the portable version.
+//! through f16. The `*_ref` functions here are the portable reference (the scalar path's
+//! table, `SCALAR_OPS`); the public functions dispatch to the path of this process
+//! ([`Kernels::current`]), whose SIMD versions are in [`crate::arch`]. Each public
+//! function says where the SIMD versions compute differently from the reference (a
+//! vectorised `expf`, f32 lane sums); the tests name the tolerance.
 
 use std::sync::OnceLock;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
+use crate::Kernels;
+use crate::arch::OpTable;
+
+/// The scalar path's ops.
+pub(crate) static SCALAR_OPS: OpTable = OpTable {
+    rms_norm: rms_norm_ref,
+    rms_norm_in_place: rms_norm_in_place_ref,
+    softmax_in_place: softmax_in_place_ref,
+    silu: silu_ref,
+    swiglu: swiglu_ref,
+    gelu_tanh: gelu_tanh_ref,
+    geglu_tanh: geglu_tanh_ref,
+    vec_dot_f16: vec_dot_f16_ref,
+    vec_dot_f16_ggml: vec_dot_f16_ggml_ref,
+    vec_mad_f16: vec_mad_f16_ref,
+    vec_scale_f16: vec_scale_f16_ref,
+    f32_to_f16: f32_to_f16_ref,
+    f16_to_f32: f16_to_f32_ref,
+};
+
 /// RMSNorm: `out = x / sqrt(mean(x²) + eps) * weight`, as ggml's
 /// `ggml_compute_forward_rms_norm_f32` followed by the weight multiply (llama.cpp fuses
 /// them with the same arithmetic): squares summed in f64, mean and scale in f32, then
-/// `(x * scale) * weight`.
+/// `(x * scale) * weight`. The SIMD paths sum the squares in f64 lanes, so the mean can
+/// differ from the reference's in its last bit (in practice it does not: the f64 sum is
+/// ~2^29 times more precise than the f32 it is rounded to).
 ///
 /// # Panics
 /// If the three slices differ in length.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    assert_eq!(x.len(), weight.len(), "rms_norm: weight length");
-    assert_eq!(x.len(), out.len(), "rms_norm: output length");
-    let scale = rms_scale(x, eps);
-    for ((y, &v), &w) in out.iter_mut().zip(x).zip(weight) {
-        *y = v * scale * w;
-    }
+    Kernels::current().rms_norm(x, weight, eps, out);
 }
 
 /// [`rms_norm`] in place.
@@ -33,11 +53,264 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 /// # Panics
 /// If `x` and `weight` differ in length.
 pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
-    assert_eq!(x.len(), weight.len(), "rms_norm: weight length");
+    Kernels::current().rms_norm_in_place(x, weight, eps);
+}
+
+/// Softmax over the whole slice, in place, as ggml's `soft_max` op: subtract the max,
+/// `expf`, sum in f64, multiply by the f32 reciprocal of the sum. The reference uses
+/// libm's `expf`; the SIMD paths use llama.cpp's vectorised `ggml_v_expf` (vec.h), as
+/// llama.cpp's own SIMD builds do, which is within 2 ulp of it. An empty slice is left
+/// alone; a slice of all `-inf` gives NaNs, as in ggml.
+pub fn softmax_in_place(x: &mut [f32]) {
+    Kernels::current().softmax_in_place(x);
+}
+
+/// SiLU of one value: `x / (1 + e^-x)` (ggml's `ggml_silu_f32`).
+#[inline]
+pub fn silu_f32(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// `out = silu(x)`. The SIMD paths use `ggml_v_silu` (vec.h: `ggml_v_expf`, then a
+/// division), as llama.cpp's SIMD `ggml_vec_silu_f32` does; within 2 ulp of the
+/// reference.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn silu(x: &[f32], out: &mut [f32]) {
+    Kernels::current().silu(x, out);
+}
+
+/// The SwiGLU gate of llama-style FFNs: `out = silu(gate) * up` (ggml's `swiglu`; SIMD
+/// as in [`silu`]).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    Kernels::current().swiglu(gate, up, out);
+}
+
+/// `out = gelu(x)`, tanh approximation, through ggml's f16 table (see
+/// `gelu_table_lookup`'s rules) so results equal llama.cpp's bit for bit, on every path.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
+    Kernels::current().gelu_tanh(x, out);
+}
+
+/// The GeGLU gate of Gemma's FFN: `out = gelu(gate) * up`, as ggml's `ggml_vec_geglu_f32`
+/// (table lookup as in [`gelu_tanh`]; `gate >= 10` gives `gate * up`). Exact on every
+/// path.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn geglu_tanh(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    Kernels::current().geglu_tanh(gate, up, out);
+}
+
+/// Dot product of two f16 vectors with ggml's scalar `ggml_vec_dot_f16` semantics: each
+/// product in f32, summed in f64, rounded to f32. The SIMD paths sum the f32 products
+/// in f64 lanes too, in another order (last-bit differences are possible but rare).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn vec_dot_f16(a: &[f16], b: &[f16]) -> f32 {
+    Kernels::current().vec_dot_f16(a, b)
+}
+
+/// Dot product of two f16 vectors summed exactly as llama.cpp's AVX-512 build of
+/// `ggml_vec_dot_f16` does (vec.cpp with `GGML_F16_STEP` 64, `GGML_F16_EPR` 16): four
+/// accumulators of 16 f32 lanes fed by fused multiply-adds over blocks of 64, added as
+/// `(a0 + a2) + (a1 + a3)`, the 16 lanes then halved pairwise (`_mm512_reduce_add_ps`),
+/// the leftover products (fewer than 64) summed in f64. Every path gives the same bits,
+/// so the decode attention matches the reference build whatever this CPU has.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn vec_dot_f16_ggml(a: &[f16], b: &[f16]) -> f32 {
+    Kernels::current().vec_dot_f16_ggml(a, b)
+}
+
+/// `y[i] = f16(x[i] * v + y[i])` with one fused multiply-add in f32 (ggml's
+/// `ggml_vec_mad_f16` with F16C: widen, FMA, round to nearest even). Exact on every path.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn vec_mad_f16(y: &mut [f16], x: &[f16], v: f32) {
+    Kernels::current().vec_mad_f16(y, x, v);
+}
+
+/// `y[i] = f16(y[i] * v)` (ggml's `ggml_vec_scale_f16`). Exact on every path.
+pub fn vec_scale_f16(y: &mut [f16], v: f32) {
+    Kernels::current().vec_scale_f16(y, v);
+}
+
+/// Converts f32 to f16, rounding to nearest even (F16C on the SIMD paths). Exact.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn f32_to_f16_slice(src: &[f32], dst: &mut [f16]) {
+    Kernels::current().f32_to_f16_slice(src, dst);
+}
+
+/// Converts f16 to f32 (exact).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn f16_to_f32_slice(src: &[f16], dst: &mut [f32]) {
+    Kernels::current().f16_to_f32_slice(src, dst);
+}
+
+impl Kernels {
+    /// [`rms_norm`] with these kernels.
+    ///
+    /// # Panics
+    /// If the three slices differ in length.
+    pub fn rms_norm(&self, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+        assert_eq!(x.len(), weight.len(), "rms_norm: weight length");
+        assert_eq!(x.len(), out.len(), "rms_norm: output length");
+        // SAFETY: `self` holds a table that `arch::table` checked against this CPU's
+        // features; the lengths were checked above.
+        unsafe { (self.table.ops.rms_norm)(x, weight, eps, out) }
+    }
+
+    /// [`rms_norm_in_place`] with these kernels.
+    ///
+    /// # Panics
+    /// If `x` and `weight` differ in length.
+    pub fn rms_norm_in_place(&self, x: &mut [f32], weight: &[f32], eps: f32) {
+        assert_eq!(x.len(), weight.len(), "rms_norm: weight length");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.rms_norm_in_place)(x, weight, eps) }
+    }
+
+    /// [`softmax_in_place`] with these kernels.
+    pub fn softmax_in_place(&self, x: &mut [f32]) {
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.softmax_in_place)(x) }
+    }
+
+    /// [`silu`] with these kernels.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn silu(&self, x: &[f32], out: &mut [f32]) {
+        assert_eq!(x.len(), out.len(), "silu: output length");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.silu)(x, out) }
+    }
+
+    /// [`swiglu`] with these kernels.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn swiglu(&self, gate: &[f32], up: &[f32], out: &mut [f32]) {
+        assert_eq!(gate.len(), up.len(), "swiglu: up length");
+        assert_eq!(gate.len(), out.len(), "swiglu: output length");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.swiglu)(gate, up, out) }
+    }
+
+    /// [`gelu_tanh`] with these kernels.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn gelu_tanh(&self, x: &[f32], out: &mut [f32]) {
+        assert_eq!(x.len(), out.len(), "gelu: output length");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.gelu_tanh)(x, out) }
+    }
+
+    /// [`geglu_tanh`] with these kernels.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn geglu_tanh(&self, gate: &[f32], up: &[f32], out: &mut [f32]) {
+        assert_eq!(gate.len(), up.len(), "geglu: up length");
+        assert_eq!(gate.len(), out.len(), "geglu: output length");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.geglu_tanh)(gate, up, out) }
+    }
+
+    /// [`vec_dot_f16`] with these kernels.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn vec_dot_f16(&self, a: &[f16], b: &[f16]) -> f32 {
+        assert_eq!(a.len(), b.len(), "vec_dot_f16: length mismatch");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.vec_dot_f16)(a, b) }
+    }
+
+    /// [`vec_dot_f16_ggml`] with these kernels.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn vec_dot_f16_ggml(&self, a: &[f16], b: &[f16]) -> f32 {
+        assert_eq!(a.len(), b.len(), "vec_dot_f16_ggml: length mismatch");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.vec_dot_f16_ggml)(a, b) }
+    }
+
+    /// [`vec_mad_f16`] with these kernels.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn vec_mad_f16(&self, y: &mut [f16], x: &[f16], v: f32) {
+        assert_eq!(y.len(), x.len(), "vec_mad_f16: length mismatch");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.vec_mad_f16)(y, x, v) }
+    }
+
+    /// [`vec_scale_f16`] with these kernels.
+    pub fn vec_scale_f16(&self, y: &mut [f16], v: f32) {
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.vec_scale_f16)(y, v) }
+    }
+
+    /// [`f32_to_f16_slice`] with these kernels.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn f32_to_f16_slice(&self, src: &[f32], dst: &mut [f16]) {
+        assert_eq!(src.len(), dst.len(), "f32_to_f16_slice: length mismatch");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.f32_to_f16)(src, dst) }
+    }
+
+    /// [`f16_to_f32_slice`] with these kernels.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn f16_to_f32_slice(&self, src: &[f16], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len(), "f16_to_f32_slice: length mismatch");
+        // SAFETY: as in `rms_norm`.
+        unsafe { (self.table.ops.f16_to_f32)(src, dst) }
+    }
+}
+
+// ---- The portable reference ------------------------------------------------------
+
+pub(crate) fn rms_norm_ref(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let scale = rms_scale(x, eps);
+    for ((y, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *y = v * scale * w;
+    }
+}
+
+pub(crate) fn rms_norm_in_place_ref(x: &mut [f32], weight: &[f32], eps: f32) {
     let scale = rms_scale(x, eps);
     for (v, &w) in x.iter_mut().zip(weight) {
         *v = *v * scale * w;
     }
+}
+
+/// `1 / sqrt(mean + eps)` from the f64 sum of squares, as ggml computes it.
+#[inline]
+pub(crate) fn rms_scale_from_sum(sum: f64, n: usize, eps: f32) -> f32 {
+    let mean = (sum / n.max(1) as f64) as f32;
+    1.0 / (mean + eps).sqrt()
 }
 
 fn rms_scale(x: &[f32], eps: f32) -> f32 {
@@ -45,16 +318,10 @@ fn rms_scale(x: &[f32], eps: f32) -> f32 {
     for &v in x {
         sum += (v * v) as f64;
     }
-    let mean = (sum / x.len().max(1) as f64) as f32;
-    1.0 / (mean + eps).sqrt()
+    rms_scale_from_sum(sum, x.len(), eps)
 }
 
-/// Softmax over the whole slice, in place, as ggml's `soft_max` op: subtract the max,
-/// `expf`, sum in f64, multiply by the f32 reciprocal of the sum. (llama.cpp's AVX2 /
-/// AVX-512 / NEON versions use a vectorised `expf` approximation, `ggml_v_expf`, that is
-/// within a few ulp of this.) An empty slice is left alone; a slice of all `-inf` gives
-/// NaNs, as in ggml.
-pub fn softmax_in_place(x: &mut [f32]) {
+pub(crate) fn softmax_in_place_ref(x: &mut [f32]) {
     if x.is_empty() {
         return;
     }
@@ -70,31 +337,13 @@ pub fn softmax_in_place(x: &mut [f32]) {
     }
 }
 
-/// SiLU of one value: `x / (1 + e^-x)` (ggml's `ggml_silu_f32`).
-#[inline]
-pub fn silu_f32(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
-/// `out = silu(x)`. (llama.cpp's SIMD `ggml_vec_silu_f32` uses `ggml_v_expf`, a few ulp
-/// away from libm's `expf` used here and in its scalar tail.)
-///
-/// # Panics
-/// If the slices differ in length.
-pub fn silu(x: &[f32], out: &mut [f32]) {
-    assert_eq!(x.len(), out.len(), "silu: output length");
+pub(crate) fn silu_ref(x: &[f32], out: &mut [f32]) {
     for (y, &v) in out.iter_mut().zip(x) {
         *y = silu_f32(v);
     }
 }
 
-/// The SwiGLU gate of llama-style FFNs: `out = silu(gate) * up` (ggml's `swiglu`).
-///
-/// # Panics
-/// If the slices differ in length.
-pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    assert_eq!(gate.len(), up.len(), "swiglu: up length");
-    assert_eq!(gate.len(), out.len(), "swiglu: output length");
+pub(crate) fn swiglu_ref(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((y, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *y = silu_f32(g) * u;
     }
@@ -114,7 +363,7 @@ pub fn gelu_tanh_f32(x: f32) -> f32 {
 
 /// ggml's `ggml_table_gelu_f16`: GELU of every f16 value, rounded to f16. Built on first
 /// use (65,536 evaluations, 128 KiB), as ggml builds it in `ggml_cpu_init`.
-fn gelu_table() -> &'static [u16] {
+pub(crate) fn gelu_table() -> &'static [u16] {
     static TABLE: OnceLock<Vec<u16>> = OnceLock::new();
     TABLE.get_or_init(|| {
         (0..=u16::MAX)
@@ -128,7 +377,7 @@ fn gelu_table() -> &'static [u16] {
 /// rounds `x` to f16, looks the result up in an f16 table, and returns it as f32 —
 /// except for `x <= -10` (0) and `x >= 10` (x).
 #[inline]
-fn gelu_table_lookup(table: &[u16], x: f32) -> f32 {
+pub(crate) fn gelu_table_lookup(table: &[u16], x: f32) -> f32 {
     if x <= -10.0 {
         0.0
     } else if x >= 10.0 {
@@ -138,41 +387,21 @@ fn gelu_table_lookup(table: &[u16], x: f32) -> f32 {
     }
 }
 
-/// `out = gelu(x)`, tanh approximation, through ggml's f16 table (see
-/// `gelu_table_lookup`'s rules) so results equal llama.cpp's bit for bit.
-///
-/// # Panics
-/// If the slices differ in length.
-pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
-    assert_eq!(x.len(), out.len(), "gelu: output length");
+pub(crate) fn gelu_tanh_ref(x: &[f32], out: &mut [f32]) {
     let table = gelu_table();
     for (y, &v) in out.iter_mut().zip(x) {
         *y = gelu_table_lookup(table, v);
     }
 }
 
-/// The GeGLU gate of Gemma's FFN: `out = gelu(gate) * up`, as ggml's `ggml_vec_geglu_f32`
-/// (table lookup as in [`gelu_tanh`]; `gate >= 10` gives `gate * up`).
-///
-/// # Panics
-/// If the slices differ in length.
-pub fn geglu_tanh(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    assert_eq!(gate.len(), up.len(), "geglu: up length");
-    assert_eq!(gate.len(), out.len(), "geglu: output length");
+pub(crate) fn geglu_tanh_ref(gate: &[f32], up: &[f32], out: &mut [f32]) {
     let table = gelu_table();
     for ((y, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *y = gelu_table_lookup(table, g) * u;
     }
 }
 
-/// Dot product of two f16 vectors with ggml's `ggml_vec_dot_f16` semantics: each
-/// product in f32, summed in f64, rounded to f32. (llama.cpp's SIMD version sums in f32
-/// lanes.)
-///
-/// # Panics
-/// If the slices differ in length.
-pub fn vec_dot_f16(a: &[f16], b: &[f16]) -> f32 {
-    assert_eq!(a.len(), b.len(), "vec_dot_f16: length mismatch");
+pub(crate) fn vec_dot_f16_ref(a: &[f16], b: &[f16]) -> f32 {
     // Converted 64 at a time with half's slice conversion (F16C where available).
     let mut af = [0.0f32; 64];
     let mut bf = [0.0f32; 64];
@@ -188,19 +417,63 @@ pub fn vec_dot_f16(a: &[f16], b: &[f16]) -> f32 {
     sum as f32
 }
 
-/// Converts f32 to f16, rounding to nearest even (F16C when the CPU has it).
-///
-/// # Panics
-/// If the slices differ in length.
-pub fn f32_to_f16_slice(src: &[f32], dst: &mut [f16]) {
+/// Lanes and block length of [`vec_dot_f16_ggml`].
+pub(crate) const GGML_F16_LANES: usize = 16;
+pub(crate) const GGML_F16_STEP: usize = 4 * GGML_F16_LANES;
+
+pub(crate) fn vec_dot_f16_ggml_ref(a: &[f16], b: &[f16]) -> f32 {
+    let whole = a.len() / GGML_F16_STEP * GGML_F16_STEP;
+    let mut acc = [[0.0f32; GGML_F16_LANES]; 4];
+    let mut af = [0.0f32; GGML_F16_STEP];
+    let mut bf = [0.0f32; GGML_F16_STEP];
+    for (ac, bc) in a[..whole]
+        .chunks_exact(GGML_F16_STEP)
+        .zip(b[..whole].chunks_exact(GGML_F16_STEP))
+    {
+        ac.convert_to_f32_slice(&mut af);
+        bc.convert_to_f32_slice(&mut bf);
+        for (j, acc) in acc.iter_mut().enumerate() {
+            for (l, s) in acc.iter_mut().enumerate() {
+                let i = j * GGML_F16_LANES + l;
+                *s = af[i].mul_add(bf[i], *s);
+            }
+        }
+    }
+    let mut lanes = [0.0f32; GGML_F16_LANES];
+    for (l, v) in lanes.iter_mut().enumerate() {
+        *v = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    }
+    let mut width = GGML_F16_LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            lanes[l] += lanes[l + width];
+        }
+    }
+    let mut sum = lanes[0] as f64;
+    for (x, y) in a[whole..].iter().zip(&b[whole..]) {
+        sum += (x.to_f32() * y.to_f32()) as f64;
+    }
+    sum as f32
+}
+
+pub(crate) fn vec_mad_f16_ref(y: &mut [f16], x: &[f16], v: f32) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = f16::from_f32(x.to_f32().mul_add(v, y.to_f32()));
+    }
+}
+
+pub(crate) fn vec_scale_f16_ref(y: &mut [f16], v: f32) {
+    for y in y.iter_mut() {
+        *y = f16::from_f32(y.to_f32() * v);
+    }
+}
+
+pub(crate) fn f32_to_f16_ref(src: &[f32], dst: &mut [f16]) {
     dst.convert_from_f32_slice(src);
 }
 
-/// Converts f16 to f32 (exact).
-///
-/// # Panics
-/// If the slices differ in length.
-pub fn f16_to_f32_slice(src: &[f16], dst: &mut [f32]) {
+pub(crate) fn f16_to_f32_ref(src: &[f16], dst: &mut [f32]) {
     src.convert_to_f32_slice(dst);
 }
 

@@ -8,8 +8,9 @@
 //!
 //! The byte-level entry points here ([`dequantize_row`], [`quantize_row`],
 //! [`vec_dot`]) check their arguments; the matmul gets the unchecked function pointers
-//! of a `RowKernels` table once per call. That table is the run-time dispatch point: the
-//! SIMD modules of issue 5 provide their own tables, chosen by [`crate::kernel_path`].
+//! of a `RowKernels` table once per call. Those tables are the run-time dispatch point:
+//! the scalar ones here, the SIMD ones in [`crate::arch`], chosen once per process
+//! ([`crate::Kernels::current`]).
 //!
 //! Where llama.cpp's arithmetic differs from this reference: its CPU backend runs SIMD
 //! versions of these dot products (8 to 16 f32 lanes, fused multiply-adds), and for
@@ -88,12 +89,21 @@ pub fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize, KernelError> {
     Ok((cols / block_size).saturating_mul(ty.type_size()))
 }
 
+// The kernel function types are `unsafe fn` pointers because the SIMD paths store
+// `#[target_feature]` functions in them: calling one is sound only on a CPU with those
+// features, which `crate::arch::table` checks before it hands out a table (see
+// `crate::arch`). The scalar functions coerce to the same types.
+
 /// Decodes a row of bytes into f32 values.
-pub(crate) type DequantizeFn = fn(&[u8], &mut [f32]);
+pub(crate) type DequantizeFn = unsafe fn(&[u8], &mut [f32]);
 /// Dot product of a weight row and an activation row, both as bytes.
-pub(crate) type DotFn = fn(&[u8], &[u8]) -> f32;
+pub(crate) type DotFn = unsafe fn(&[u8], &[u8]) -> f32;
 /// Encodes f32 values as a row of bytes.
-pub(crate) type QuantizeFn = fn(&[f32], &mut [u8]);
+pub(crate) type QuantizeFn = unsafe fn(&[f32], &mut [u8]);
+/// Dot products of consecutive weight rows with one activation row:
+/// `out[r] = dot(weights[r * row_bytes..][..row_bytes], activations)` for every `r` in
+/// `0..out.len()`; `weights` holds exactly `out.len()` rows.
+pub(crate) type MatVecFn = unsafe fn(&[u8], usize, &crate::matmul::ActRow<'_>, &mut [f32]);
 
 /// Function pointers for one weight type. Each takes whole rows as bytes; the lengths
 /// must already be consistent (a whole number of blocks, weight and activation rows of
@@ -106,15 +116,22 @@ pub(crate) struct RowKernels {
     pub dot: DotFn,
     /// The activation type ([`vec_dot_type`]).
     pub activation: GgmlType,
+    /// Several rows against one activation row, when the path has a kernel that is
+    /// faster than one `dot` per row; otherwise the matmul calls `dot` row by row.
+    pub matvec: Option<MatVecFn>,
+    /// The batched (several tokens) matmul of this path, when it has one for the type.
+    pub gemm: Option<crate::matmul::GemmFn>,
 }
 
-/// The kernels for weights of type `ty` on the path chosen for this process. Only the
-/// scalar path exists so far; the SIMD paths will match on [`crate::kernel_path`] here.
+/// The kernels for weights of type `ty` on the path chosen for this process
+/// ([`crate::Kernels::current`]).
 pub(crate) fn row_kernels(ty: GgmlType) -> Option<RowKernels> {
-    scalar_row_kernels(ty)
+    crate::Kernels::current().row_kernels(ty)
 }
 
-fn scalar_row_kernels(ty: GgmlType) -> Option<RowKernels> {
+/// The scalar reference kernels for weights of type `ty`: the table of the scalar path,
+/// and what the SIMD tables fall back to for types they have no kernel for.
+pub(crate) fn scalar_row_kernels(ty: GgmlType) -> Option<RowKernels> {
     use GgmlType as T;
     let activation = vec_dot_type(ty)?;
     let (dequantize, dot): (DequantizeFn, DotFn) = match ty {
@@ -173,7 +190,24 @@ fn scalar_row_kernels(ty: GgmlType) -> Option<RowKernels> {
         dequantize,
         dot,
         activation,
+        matvec: None,
+        gemm: None,
     })
+}
+
+/// The scalar activation quantizers, as table entries.
+pub(crate) fn scalar_quantize_q8_0(x: &[f32], out: &mut [u8]) {
+    q8_0::quantize(x, as_blocks_mut(out));
+}
+
+/// See [`scalar_quantize_q8_0`].
+pub(crate) fn scalar_quantize_q8_1(x: &[f32], out: &mut [u8]) {
+    q8_1::quantize(x, as_blocks_mut(out));
+}
+
+/// See [`scalar_quantize_q8_0`].
+pub(crate) fn scalar_quantize_q8_k(x: &[f32], out: &mut [u8]) {
+    q8_k::quantize(x, as_blocks_mut(out));
 }
 
 /// A quantizer from f32 values to the bytes of type `ty`, for the types tern writes:
@@ -226,29 +260,59 @@ fn check_row(ty: GgmlType, values: usize, bytes: usize) -> Result<(), KernelErro
 pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
     let f = dequantizer(ty).ok_or(KernelError::UnsupportedType(ty))?;
     check_row(ty, out.len(), bytes.len())?;
-    f(bytes, out);
+    // SAFETY: a scalar function (no target features); lengths checked above.
+    unsafe { f(bytes, out) };
     Ok(())
 }
 
-/// Encodes `x` as one row of type `ty` into `out`, as ggml's reference quantizer for
-/// that type does (see the format modules for the exact rounding).
+/// Encodes `x` as one row of type `ty` into `out` with the kernels of this process (see
+/// [`crate::Kernels::quantize_row`]).
 pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
-    let f = quantizer(ty).ok_or(KernelError::UnsupportedType(ty))?;
-    check_row(ty, x.len(), out.len())?;
-    f(x, out);
-    Ok(())
+    crate::Kernels::current().quantize_row(ty, x, out)
 }
 
 /// Dot product of one weight row of type `weight_type` with one activation row of type
-/// `vec_dot_type(weight_type)`, both of `values` values.
+/// `vec_dot_type(weight_type)`, both of `values` values, with the kernels of this
+/// process.
 pub fn vec_dot(
     weight_type: GgmlType,
     weight_row: &[u8],
     activation_row: &[u8],
     values: usize,
 ) -> Result<f32, KernelError> {
-    let k = row_kernels(weight_type).ok_or(KernelError::UnsupportedType(weight_type))?;
-    check_row(weight_type, values, weight_row.len())?;
-    check_row(k.activation, values, activation_row.len())?;
-    Ok((k.dot)(weight_row, activation_row))
+    crate::Kernels::current().vec_dot(weight_type, weight_row, activation_row, values)
+}
+
+impl crate::Kernels {
+    /// Encodes `x` as one row of type `ty` into `out`, as ggml's reference quantizer for
+    /// that type does (see the format modules for the exact rounding). The activation
+    /// types Q8_0, Q8_1 and Q8_K use this path's SIMD quantizer, which gives the same
+    /// bytes as the scalar one.
+    pub fn quantize_row(&self, ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
+        let f = self.quantizer(ty).ok_or(KernelError::UnsupportedType(ty))?;
+        check_row(ty, x.len(), out.len())?;
+        // SAFETY: `self` holds a table that `arch::table` checked against this CPU's
+        // features; the row lengths were checked above.
+        unsafe { f(x, out) };
+        Ok(())
+    }
+
+    /// Dot product of one weight row of type `weight_type` with one activation row of
+    /// type `vec_dot_type(weight_type)`, both of `values` values.
+    pub fn vec_dot(
+        &self,
+        weight_type: GgmlType,
+        weight_row: &[u8],
+        activation_row: &[u8],
+        values: usize,
+    ) -> Result<f32, KernelError> {
+        let k = self
+            .row_kernels(weight_type)
+            .ok_or(KernelError::UnsupportedType(weight_type))?;
+        check_row(weight_type, values, weight_row.len())?;
+        check_row(k.activation, values, activation_row.len())?;
+        // SAFETY: `self` holds a table that `arch::table` checked against this CPU's
+        // features; both rows were checked to hold `values` values.
+        Ok(unsafe { (k.dot)(weight_row, activation_row) })
+    }
 }

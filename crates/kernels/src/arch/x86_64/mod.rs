@@ -1,0 +1,161 @@
+//! The x86_64 kernel paths: AVX2 (+FMA, F16C), AVX-512 (F/BW/VL) and AVX-512 with VNNI.
+//!
+//! The kernels are written once, generic over the 8-bit dot product ([`simd::I8Dot`]:
+//! `vpmaddubsw`+`vpmaddwd` or VNNI's `vpdpbusd`), as `#[inline(always)] unsafe fn`s
+//! without target features (memchr's layout). [`path_kernels!`] then stamps out one
+//! module per path whose entry points are `#[target_feature]` functions that inline
+//! those kernels, so each path's machine code uses its own instructions (and AVX-512
+//! paths get EVEX encodings and 32 registers even in 256-bit code), and builds that
+//! path's [`Table`].
+//!
+//! Modules: [`simd`] (shared 256-bit helpers), [`quantize`] (activation quantizers),
+//! [`dot32`] (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), [`dotk`] (Q2_K … Q6_K), [`float`] (F32, F16,
+//! BF16), [`gemm`] (batched matmul for prompts), [`ops`] (elementwise ops).
+
+mod dot32;
+mod quantize;
+mod simd;
+
+use crate::arch::Table;
+use crate::cpu::KernelPath;
+
+/// Defines a safe `#[target_feature]` entry point whose body calls the generic
+/// kernels. Being a safe `#[target_feature]` function, it can only be called where the
+/// CPU is known to have the features (directly from code compiled with them, or through
+/// the `unsafe fn` pointers of a [`Table`] that `arch::table` checked), which is all the
+/// inlined kernels require.
+macro_rules! entry {
+    ($features:literal; fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:expr) => {
+        #[target_feature(enable = $features)]
+        pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
+            // SAFETY: this function is compiled with, and can only run on a CPU with,
+            // the features the inlined kernel needs (see the macro's documentation);
+            // the kernel checks its slice lengths itself.
+            unsafe { $body }
+        }
+    };
+}
+
+/// One path's entry points and its `weights` lookup.
+macro_rules! path_kernels {
+    ($features:literal, $dot:ty) => {
+        use tern_gguf::GgmlType;
+
+        use super::dot32::{self, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+        use super::quantize;
+        use crate::blocks::as_blocks;
+        use crate::quant::RowKernels;
+
+        entry!($features; fn dot_q4_0(w: &[u8], a: &[u8]) -> f32 =>
+            dot32::dot_row::<Q4_0, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q4_1(w: &[u8], a: &[u8]) -> f32 =>
+            dot32::dot_row::<Q4_1, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q5_0(w: &[u8], a: &[u8]) -> f32 =>
+            dot32::dot_row::<Q5_0, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q5_1(w: &[u8], a: &[u8]) -> f32 =>
+            dot32::dot_row::<Q5_1, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 =>
+            dot32::dot_row::<Q8_0, $dot>(as_blocks(w), as_blocks(a)));
+
+        entry!($features; fn matvec_q4_0(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q4_0, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q4_1(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q4_1, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q5_0(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q5_0, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q5_1(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q5_1, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q8_0(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q8_0, $dot>(w, rb, a, out));
+
+        entry!($features; fn quantize_q8_0(x: &[f32], out: &mut [u8]) =>
+            quantize::quantize_q8_0(x, out));
+        entry!($features; fn quantize_q8_1(x: &[f32], out: &mut [u8]) =>
+            quantize::quantize_q8_1(x, out));
+        entry!($features; fn quantize_q8_k(x: &[f32], out: &mut [u8]) =>
+            quantize::quantize_q8_k(x, out));
+
+        /// This path's kernels for weights of type `ty`; types it has no SIMD kernel
+        /// for get the scalar ones.
+        pub(crate) fn weights(ty: GgmlType) -> Option<RowKernels> {
+            let mut k = crate::quant::scalar_row_kernels(ty)?;
+            let (dot, matvec): (crate::quant::DotFn, crate::quant::MatVecFn) = match ty {
+                GgmlType::Q4_0 => (dot_q4_0, matvec_q4_0),
+                GgmlType::Q4_1 => (dot_q4_1, matvec_q4_1),
+                GgmlType::Q5_0 => (dot_q5_0, matvec_q5_0),
+                GgmlType::Q5_1 => (dot_q5_1, matvec_q5_1),
+                GgmlType::Q8_0 => (dot_q8_0, matvec_q8_0),
+                _ => return Some(k),
+            };
+            k.dot = dot;
+            k.matvec = Some(matvec);
+            Some(k)
+        }
+    };
+}
+
+/// AVX2 + FMA + F16C.
+pub(crate) mod avx2 {
+    path_kernels!("avx2,fma,f16c", super::simd::Avx2);
+}
+
+/// AVX-512 F/BW/VL without VNNI.
+pub(crate) mod avx512 {
+    path_kernels!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl",
+        super::simd::Avx512
+    );
+}
+
+/// AVX-512 F/BW/VL with VNNI.
+pub(crate) mod avx512vnni {
+    path_kernels!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        super::simd::Avx512Vnni
+    );
+}
+
+fn no_extras() -> &'static str {
+    ""
+}
+
+static AVX2: Table = Table {
+    path: KernelPath::Avx2,
+    weights: avx2::weights,
+    quantize_q8_0: avx2::quantize_q8_0,
+    quantize_q8_1: avx2::quantize_q8_1,
+    quantize_q8_k: avx2::quantize_q8_k,
+    ops: crate::ops::SCALAR_OPS,
+    extras: no_extras,
+};
+
+static AVX512: Table = Table {
+    path: KernelPath::Avx512,
+    weights: avx512::weights,
+    quantize_q8_0: avx512::quantize_q8_0,
+    quantize_q8_1: avx512::quantize_q8_1,
+    quantize_q8_k: avx512::quantize_q8_k,
+    ops: crate::ops::SCALAR_OPS,
+    extras: no_extras,
+};
+
+static AVX512_VNNI: Table = Table {
+    path: KernelPath::Avx512Vnni,
+    weights: avx512vnni::weights,
+    quantize_q8_0: avx512vnni::quantize_q8_0,
+    quantize_q8_1: avx512vnni::quantize_q8_1,
+    quantize_q8_k: avx512vnni::quantize_q8_k,
+    ops: crate::ops::SCALAR_OPS,
+    extras: no_extras,
+};
+
+/// The table of an x86_64 path. The caller (`arch::table`) has checked that the CPU
+/// supports it.
+pub(crate) fn table(path: KernelPath) -> Option<&'static Table> {
+    match path {
+        KernelPath::Avx2 => Some(&AVX2),
+        KernelPath::Avx512 => Some(&AVX512),
+        KernelPath::Avx512Vnni => Some(&AVX512_VNNI),
+        _ => None,
+    }
+}

@@ -1,0 +1,192 @@
+//! The matmul of every SIMD path against the scalar reference, per weight type and path
+//! (one generated test per pair), on random shapes: 1 to 40 weight rows (so the batched
+//! kernels see full and partial row panels), 1 to 12 blocks per row, 1 to 7 tokens (the
+//! decode kernel for one, the batched kernel from `GEMM_MIN_TOKENS` on), weights from
+//! unaligned addresses.
+//!
+//! Exact data must give the scalar result bit for bit; random data must be within the
+//! bound of `simd_dot` for every output element. And the matmul split over a thread
+//! pool (2 and 3 threads) must give exactly the single-threaded result, whatever the
+//! kernel.
+
+mod simd_support;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use simd_support::*;
+use tern_gguf::GgmlType;
+use tern_kernels::pool::ThreadPool;
+use tern_kernels::{KernelPath, Kernels, QuantizedActivations, WeightMatrix};
+
+/// A random matrix and activations, with the dequantized activation values kept so the
+/// activations can be quantized again by each path.
+struct Problem {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    tokens: usize,
+    weights: Vec<u8>,
+    /// The quantized activation rows (same bytes for every path).
+    act_rows: Vec<Vec<u8>>,
+}
+
+fn problem(
+    ty: GgmlType,
+    rows: usize,
+    units: usize,
+    tokens: usize,
+    seed: u64,
+    exact: bool,
+) -> Problem {
+    let mut rng = XorShift::new(seed);
+    let cols = units * ty.block_size();
+    let mut weights = Vec::new();
+    for _ in 0..rows {
+        weights.extend(weight_row(ty, units, &mut rng, exact));
+    }
+    let act_rows = (0..tokens)
+        .map(|_| activation_row(ty, units, &mut rng, exact))
+        .collect();
+    Problem {
+        ty,
+        rows,
+        cols,
+        tokens,
+        weights,
+        act_rows,
+    }
+}
+
+/// The problem's activation rows, prepared for matmuls.
+fn activations(p: &Problem) -> QuantizedActivations {
+    let act = tern_kernels::vec_dot_type(p.ty).unwrap();
+    let mut q = QuantizedActivations::new();
+    q.set_quantized(act, &p.act_rows.concat(), p.tokens, p.cols)
+        .unwrap();
+    q
+}
+
+fn check_matmul(ty: GgmlType, path: KernelPath) {
+    let Some(k) = kernels_or_skip(path) else {
+        return;
+    };
+    let scalar = Kernels::scalar();
+    let pools = [ThreadPool::new(2), ThreadPool::new(3)];
+    let is_float = ty.block_size() == 1;
+    let units = if is_float { 1usize..=200 } else { 1usize..=12 };
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (
+        1usize..=40,
+        units,
+        1usize..=7,
+        0usize..32,
+        any::<u64>(),
+        any::<bool>(),
+    );
+    runner
+        .run(&strategy, |(rows, units, tokens, offset, seed, exact)| {
+            let p = problem(ty, rows, units, tokens, seed, exact);
+            let wbuf = unaligned(&p.weights, offset);
+            let w = WeightMatrix::try_new(ty, rows, p.cols, &wbuf[offset..]).unwrap();
+            let acts = activations(&p);
+            let mut want = vec![0.0f32; rows * tokens];
+            let mut got = vec![0.0f32; rows * tokens];
+            scalar.matmul(&w, &acts, &mut want);
+            k.matmul(&w, &acts, &mut got);
+            for t in 0..tokens {
+                for r in 0..rows {
+                    let (g, s) = (got[t * rows + r], want[t * rows + r]);
+                    if exact {
+                        prop_assert_eq!(
+                            g.to_bits(),
+                            s.to_bits(),
+                            "row {} token {}: {} vs {}",
+                            r,
+                            t,
+                            g,
+                            s
+                        );
+                    } else {
+                        let bound = 2f64.powi(-20) * magnitude(ty, w.row(r), acts.row(t), p.cols);
+                        prop_assert!(
+                            (g as f64 - s as f64).abs() <= bound,
+                            "row {} token {}: {} vs scalar {} (bound {:e})",
+                            r,
+                            t,
+                            g,
+                            s,
+                            bound
+                        );
+                    }
+                }
+            }
+            for pool in &pools {
+                let mut threaded = vec![f32::NAN; rows * tokens];
+                k.matmul_with_pool(pool, &w, &acts, &mut threaded);
+                let same = threaded
+                    .iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                prop_assert!(same, "{} threads differ from one", pool.n_threads());
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{ty} matmul on {path}: {e}"));
+}
+
+macro_rules! per_path {
+    ($check:ident: $($module:ident => $ty:ident),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+            #[test]
+            fn avx2() {
+                $check(GgmlType::$ty, KernelPath::Avx2);
+            }
+            #[test]
+            fn avx512() {
+                $check(GgmlType::$ty, KernelPath::Avx512);
+            }
+            #[test]
+            fn avx512_vnni() {
+                $check(GgmlType::$ty, KernelPath::Avx512Vnni);
+            }
+        }
+    )*};
+}
+
+per_path!(check_matmul:
+    q4_0 => Q4_0,
+    q4_1 => Q4_1,
+    q5_0 => Q5_0,
+    q5_1 => Q5_1,
+    q8_0 => Q8_0,
+    q2_k => Q2_K,
+    q3_k => Q3_K,
+    q4_k => Q4_K,
+    q5_k => Q5_K,
+    q6_k => Q6_K,
+    f16 => F16,
+    bf16 => BF16,
+    f32 => F32,
+);
+
+/// The scalar path itself: threads must not change its results either.
+#[test]
+fn scalar_matmul_is_thread_independent() {
+    let k = Kernels::scalar();
+    let pool = ThreadPool::new(2);
+    for ty in WEIGHT_TYPES {
+        let units = if ty.block_size() == 1 { 64 } else { 3 };
+        let p = problem(ty, 37, units, 3, 5, false);
+        let w = WeightMatrix::try_new(ty, p.rows, p.cols, &p.weights).unwrap();
+        let acts = activations(&p);
+        let (mut one, mut two) = (vec![0.0; 37 * 3], vec![0.0; 37 * 3]);
+        k.matmul(&w, &acts, &mut one);
+        k.matmul_with_pool(&pool, &w, &acts, &mut two);
+        assert_eq!(one, two, "{ty}");
+    }
+}
