@@ -13,6 +13,7 @@
 //! BF16), [`gemm`] (batched matmul for prompts), [`ops`] (elementwise ops).
 
 mod dot32;
+mod dotk;
 mod quantize;
 mod simd;
 
@@ -42,6 +43,8 @@ macro_rules! path_kernels {
         use tern_gguf::GgmlType;
 
         use super::dot32::{self, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+        use super::dotk::{self, Q2K, Q3K, Q4K, Q5K, Q6K};
+        use crate::matmul::ActRow;
         use super::quantize;
         use crate::blocks::as_blocks;
         use crate::quant::RowKernels;
@@ -57,16 +60,37 @@ macro_rules! path_kernels {
         entry!($features; fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 =>
             dot32::dot_row::<Q8_0, $dot>(as_blocks(w), as_blocks(a)));
 
-        entry!($features; fn matvec_q4_0(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+        entry!($features; fn matvec_q4_0(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dot32::matvec::<Q4_0, $dot>(w, rb, a, out));
-        entry!($features; fn matvec_q4_1(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+        entry!($features; fn matvec_q4_1(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dot32::matvec::<Q4_1, $dot>(w, rb, a, out));
-        entry!($features; fn matvec_q5_0(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+        entry!($features; fn matvec_q5_0(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dot32::matvec::<Q5_0, $dot>(w, rb, a, out));
-        entry!($features; fn matvec_q5_1(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+        entry!($features; fn matvec_q5_1(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dot32::matvec::<Q5_1, $dot>(w, rb, a, out));
-        entry!($features; fn matvec_q8_0(w: &[u8], rb: usize, a: &crate::matmul::ActRow<'_>, out: &mut [f32]) =>
+        entry!($features; fn matvec_q8_0(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dot32::matvec::<Q8_0, $dot>(w, rb, a, out));
+
+        entry!($features; fn dot_q2_k(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::dot_row::<Q2K, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q3_k(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::dot_row::<Q3K, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q4_k(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::dot_row::<Q4K, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q5_k(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::dot_row::<Q5K, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::dot_row::<Q6K, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn matvec_q2_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dotk::matvec::<Q2K, $dot>(w, rb, a.bytes, out));
+        entry!($features; fn matvec_q3_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dotk::matvec::<Q3K, $dot>(w, rb, a.bytes, out));
+        entry!($features; fn matvec_q4_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dotk::matvec::<Q4K, $dot>(w, rb, a.bytes, out));
+        entry!($features; fn matvec_q5_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dotk::matvec::<Q5K, $dot>(w, rb, a.bytes, out));
+        entry!($features; fn matvec_q6_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dotk::matvec::<Q6K, $dot>(w, rb, a.bytes, out));
 
         entry!($features; fn quantize_q8_0(x: &[f32], out: &mut [u8]) =>
             quantize::quantize_q8_0(x, out));
@@ -85,6 +109,11 @@ macro_rules! path_kernels {
                 GgmlType::Q5_0 => (dot_q5_0, matvec_q5_0),
                 GgmlType::Q5_1 => (dot_q5_1, matvec_q5_1),
                 GgmlType::Q8_0 => (dot_q8_0, matvec_q8_0),
+                GgmlType::Q2_K => (dot_q2_k, matvec_q2_k),
+                GgmlType::Q3_K => (dot_q3_k, matvec_q3_k),
+                GgmlType::Q4_K => (dot_q4_k, matvec_q4_k),
+                GgmlType::Q5_K => (dot_q5_k, matvec_q5_k),
+                GgmlType::Q6_K => (dot_q6_k, matvec_q6_k),
                 _ => return Some(k),
             };
             k.dot = dot;

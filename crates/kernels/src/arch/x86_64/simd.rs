@@ -32,7 +32,6 @@ pub(crate) trait I8Dot {
     /// `acc + dot(u, s)` per 4-byte group.
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
     /// `acc + Σ_{k<2} a[2i+k] * b[2i+k]` per lane, from i16 values.
-    #[allow(dead_code)] // for the K-quant kernels
     unsafe fn madd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
     /// `x` with `byte` added to byte `j` wherever bit `j` of `bits` is set (no carries:
     /// callers add a bit the bytes do not have yet).
