@@ -343,10 +343,15 @@ def compare_runs(base: dict, other: dict) -> dict:
             continue
         bt = dict(b["top"])
         d_top = max((abs(float(v) - float(bt[i])) for i, v in a["top"] if i in bt), default=0.0)
+        # Up to and including the first differing step both runs saw the same tokens,
+        # so logits of the same token id compare; after it they do not.
         d_step = 0.0
         div = None
         for k, (sa, sb) in enumerate(zip(a["steps"], b["steps"])):
-            d_step = max(d_step, abs(float(sa["logit"]) - float(sb["logit"])))
+            la = {sa["token"]: sa["logit"], sa["runner_up"]: sa["runner_up_logit"]}
+            lb = {sb["token"]: sb["logit"], sb["runner_up"]: sb["runner_up_logit"]}
+            for t in la.keys() & lb.keys():
+                d_step = max(d_step, abs(float(la[t]) - float(lb[t])))
             if sa["token"] != sb["token"]:
                 div = k
                 break
@@ -366,7 +371,7 @@ def compare_runs(base: dict, other: dict) -> dict:
     return {
         "identical": not differing and not diverged,
         "max_abs_top_logit_diff": jf(max_top),
-        "max_abs_step_logit_diff_before_divergence": jf(max_step),
+        "max_abs_step_logit_diff_through_divergence": jf(max_step),
         "prompts_differing": differing,
         "greedy_divergences": diverged,
     }
