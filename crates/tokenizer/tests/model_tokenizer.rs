@@ -2,7 +2,9 @@
 //!
 //! `scripts/tokenizer/make_tokenizer_goldens.py` ran llama.cpp's `llama-tokenize` on the
 //! prompts in `tests/goldens/tokenizer/prompts.json` (three modes each) and on a ~100 KB
-//! text; the ids are in `tests/goldens/tokenizer/<model>.json` with the special ids
+//! text and a ~60 KB seeded random text (`random_text.txt`: words, code points from many
+//! Unicode blocks and planes, whitespace runs, special-token text and fragments of it);
+//! the ids are in `tests/goldens/tokenizer/<model>.json` with the special ids
 //! llama.cpp reported. Every id must match. The same files drive the streaming-decoder
 //! test (whole characters only, same text as a one-shot decode) and the speed report.
 
@@ -28,6 +30,11 @@ fn prompts() -> Vec<String> {
 fn long_text() -> String {
     std::fs::read_to_string(goldens_dir().join("tokenizer").join("long_text.txt"))
         .expect("long text")
+}
+
+fn random_text() -> String {
+    std::fs::read_to_string(goldens_dir().join("tokenizer").join("random_text.txt"))
+        .expect("random text")
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -72,19 +79,38 @@ fn check_against_llama_cpp(tokenizer: &Tokenizer, name: &str) {
         }
     }
     let long = long_text();
-    let expected = ids(&golden["long_text"]["ids"]);
-    let got = tokenizer.encode(&long, tokenizer.add_bos(), true);
-    if got != expected {
-        let first = got
-            .iter()
-            .zip(&expected)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(expected.len()));
-        failures.push(format!(
-            "long text: {} tokens vs {} expected, first difference at {first}",
-            got.len(),
-            expected.len()
-        ));
+    let random = random_text();
+    let texts = [
+        ("long text", &long, "prompt", &golden["long_text"]["ids"]),
+        (
+            "random text",
+            &random,
+            "prompt",
+            &golden["random_text"]["prompt"],
+        ),
+        (
+            "random text",
+            &random,
+            "bare",
+            &golden["random_text"]["bare"],
+        ),
+    ];
+    for (label, text, mode, expected) in texts {
+        let expected = ids(expected);
+        let (add_special, parse_special) = mode_flags(tokenizer, mode);
+        let got = tokenizer.encode(text, add_special, parse_special);
+        if got != expected {
+            let first = got
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.len().min(expected.len()));
+            failures.push(format!(
+                "{label} ({mode}): {} tokens vs {} expected, first difference at {first}",
+                got.len(),
+                expected.len()
+            ));
+        }
     }
     assert!(
         failures.is_empty(),
@@ -121,10 +147,11 @@ fn check_against_llama_cpp(tokenizer: &Tokenizer, name: &str) {
 
 /// Pushing ids one at a time yields exactly `decode(all)`, and every piece is whole
 /// characters: no replacement character appears that the one-shot decode lacks.
-fn check_stream_decoding(tokenizer: &Tokenizer, name: &str) -> usize {
+fn check_stream_decoding(tokenizer: &Tokenizer, name: &str, sentencepiece: bool) -> usize {
     let mut held_back = 0;
     let mut texts = prompts();
     texts.push(long_text());
+    texts.push(random_text());
     for text in &texts {
         for special in [false, true] {
             let ids = tokenizer.encode(text, tokenizer.add_bos(), true);
@@ -156,13 +183,19 @@ fn check_stream_decoding(tokenizer: &Tokenizer, name: &str) -> usize {
                 "{name}: streamed text differs for {text:?}"
             );
         }
-        // Without BOS and special parsing, decoding gives the text back (SentencePiece
-        // keeps its prefix space).
+        // Without BOS and special parsing, decoding gives the text back. SentencePiece
+        // keeps its prefix space, and writes spaces as U+2581, so that a U+2581 in the
+        // text comes back as a space.
         let literal = tokenizer.decode(&tokenizer.encode(text, false, false));
+        let expected = if sentencepiece {
+            text.replace('\u{2581}', " ")
+        } else {
+            text.clone()
+        };
         let with_prefix =
-            tokenizer.add_space_prefix() && literal.strip_prefix(' ') == Some(text.as_str());
+            tokenizer.add_space_prefix() && literal.strip_prefix(' ') == Some(expected.as_str());
         assert!(
-            literal == *text || with_prefix,
+            literal == expected || with_prefix,
             "{name}: {text:?} decodes to {literal:?}"
         );
     }
@@ -219,7 +252,7 @@ fn smollm2_matches_llama_cpp() {
     assert_eq!(tokenizer.vocab_size(), 49_152);
     assert!(!tokenizer.add_bos());
     check_against_llama_cpp(&tokenizer, "smollm2-135m-instruct");
-    check_stream_decoding(&tokenizer, "smollm2-135m-instruct");
+    check_stream_decoding(&tokenizer, "smollm2-135m-instruct", false);
     report_speed(&tokenizer, "smollm2-135m-instruct");
     // The GGUF carries a template; SmolLM2's inserts a default system prompt.
     let template = ChatTemplate::from_gguf(file.metadata(), &tokenizer).expect("template");
@@ -254,7 +287,7 @@ fn gemma3_matches_llama_cpp() {
     assert!(tokenizer.is_control(212));
     assert_eq!(tokenizer.eot(), Some(106));
     check_against_llama_cpp(&tokenizer, "gemma-3-270m");
-    let held_back = check_stream_decoding(&tokenizer, "gemma-3-270m");
+    let held_back = check_stream_decoding(&tokenizer, "gemma-3-270m", true);
     // Characters outside the vocabulary arrive as <0xXX> byte tokens, so the decoder
     // must have held partial characters back.
     assert!(
@@ -279,7 +312,7 @@ fn gemma3_matches_llama_cpp() {
 fn qwen2_vocab_matches_llama_cpp() {
     let (_file, tokenizer) = load(&llamacpp_models_dir().join("ggml-vocab-qwen2.gguf"));
     check_against_llama_cpp(&tokenizer, "qwen2-vocab");
-    check_stream_decoding(&tokenizer, "qwen2-vocab");
+    check_stream_decoding(&tokenizer, "qwen2-vocab", false);
 }
 
 #[test]
@@ -288,5 +321,5 @@ fn phi3_vocab_matches_llama_cpp() {
     // special parsing on, the whitespace after `<|end|>` or `<|user|>` disappears.
     let (_file, tokenizer) = load(&llamacpp_models_dir().join("ggml-vocab-phi-3.gguf"));
     check_against_llama_cpp(&tokenizer, "phi-3-vocab");
-    check_stream_decoding(&tokenizer, "phi-3-vocab");
+    check_stream_decoding(&tokenizer, "phi-3-vocab", true);
 }
