@@ -52,7 +52,6 @@ use vocab::{Attr, Family, TokenTable};
 /// A tokenizer built from GGUF metadata: text to token ids and back.
 ///
 /// Cheap to share (`&Tokenizer` is `Sync`); all methods take `&self`.
-#[derive(Debug)]
 pub struct Tokenizer {
     table: TokenTable,
     model: Model,
@@ -432,6 +431,28 @@ impl Tokenizer {
     }
 }
 
+impl std::fmt::Debug for Tokenizer {
+    /// A summary: the tables themselves are far too large to print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field(
+                "model",
+                &match self.model {
+                    Model::Spm => "sentencepiece",
+                    Model::Bpe { .. } => "bpe",
+                },
+            )
+            .field("vocab_size", &self.vocab_size())
+            .field("bos", &self.bos())
+            .field("eos", &self.eos())
+            .field("eot", &self.eot())
+            .field("add_bos", &self.add_bos)
+            .field("add_eos", &self.add_eos)
+            .field("add_space_prefix", &self.add_space_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Defaults that differ per tokenizer family before metadata overrides them.
 struct FamilyDefaults {
     force_bos: bool,
@@ -549,6 +570,16 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("empty token list")
+        );
+    }
+
+    #[test]
+    fn debug_output_is_a_summary() {
+        let t = Tokenizer::from_vocab(spm_vocab()).expect("tokenizer");
+        let text = format!("{t:?}");
+        assert!(
+            text.contains("vocab_size: 265") && text.len() < 300,
+            "{text}"
         );
     }
 
