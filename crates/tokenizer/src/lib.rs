@@ -3,7 +3,7 @@
 //!
 //! [`Tokenizer::from_gguf`] reads `tokenizer.ggml.*` and builds one of two families:
 //! - byte-level BPE (`gpt2`: SmolLM2, Llama 3, Qwen 2/2.5/3, StarCoder, …) with the
-//!   pre-tokenizer that `tokenizer.ggml.pre` names ([`pretokenize`]),
+//!   pre-tokenizer that `tokenizer.ggml.pre` names,
 //! - SentencePiece-style (`llama`: Llama 2, Gemma, Phi-3) with scores, `▁` for spaces and
 //!   `<0xXX>` byte fallback.
 //!
