@@ -66,7 +66,8 @@ step "test data (scripts/fetch-test-data.py)"
 "$VENV/bin/python" scripts/fetch-test-data.py
 
 # --- hooks for later steps --------------------------------------------------------------
-# Cross-architecture tests (aarch64 NEON kernels under qemu) go here.
+# Cross-architecture tests: aarch64 NEON kernels under qemu (Cortex-A76 and Cortex-A53).
+step "aarch64 kernel tests (scripts/test-arm.sh)"; bash scripts/test-arm.sh
 # Server client tests (OpenAI / Ollama clients against `tern serve`) go here.
 # Services a test needs (e.g. a loopback MQTT broker) are started here, with a trap to
 # stop them on exit.
