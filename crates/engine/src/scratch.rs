@@ -1,0 +1,84 @@
+//! Preallocated buffers of the forward pass (llama2.c's `RunState`): sized once for the
+//! largest batch, so a forward pass allocates nothing.
+
+use crate::attention;
+use crate::config::ModelConfig;
+use crate::dump::Dumper;
+use crate::ops::Activations;
+
+/// Work buffers for batches of up to [`Scratch::max_tokens`] tokens.
+#[derive(Debug)]
+pub struct Scratch {
+    pub(crate) max_tokens: usize,
+    /// Residual stream. Shape: (max_tokens, d).
+    pub(crate) x: Vec<f32>,
+    /// Normed input of a sub-block. Shape: (max_tokens, d).
+    pub(crate) xb: Vec<f32>,
+    /// Shape: (max_tokens, head_count * key_length).
+    pub(crate) q: Vec<f32>,
+    /// Shape: (max_tokens, head_count_kv * key_length).
+    pub(crate) k: Vec<f32>,
+    /// Shape: (max_tokens, head_count_kv * key_length).
+    pub(crate) v: Vec<f32>,
+    /// Attention output before the output projection. Shape: (max_tokens, q_dim).
+    pub(crate) attn: Vec<f32>,
+    /// Output of a projection back to `d`. Shape: (max_tokens, d).
+    pub(crate) proj: Vec<f32>,
+    /// Shape: (max_tokens, feed_forward_length).
+    pub(crate) gate: Vec<f32>,
+    /// Shape: (max_tokens, feed_forward_length).
+    pub(crate) up: Vec<f32>,
+    /// `act(gate) * up`. Shape: (max_tokens, feed_forward_length).
+    pub(crate) hidden: Vec<f32>,
+    /// RoPE angles of one position. Shape: (rope_dimension_count).
+    pub(crate) rope_cache: Vec<f32>,
+    /// Quantized copy of the current matmul input.
+    pub(crate) acts: Activations,
+    pub(crate) attention: attention::Scratch,
+    /// Sequence lengths after the batch (see `KvCache::check_batch`).
+    pub(crate) lens: Vec<usize>,
+    /// Batch rows whose logits are wanted.
+    pub(crate) out_rows: Vec<usize>,
+    pub(crate) dumper: Option<Dumper>,
+}
+
+impl Scratch {
+    /// Buffers for `config`, batches of up to `max_tokens` tokens and sequences of up to
+    /// `context` positions.
+    pub fn new(config: &ModelConfig, max_tokens: usize, context: usize) -> Self {
+        let max_tokens = max_tokens.max(1);
+        let d = config.embedding_length;
+        let ff = config.feed_forward_length;
+        let widest = d.max(ff).max(config.q_dim());
+        Scratch {
+            max_tokens,
+            x: vec![0.0; max_tokens * d],
+            xb: vec![0.0; max_tokens * d],
+            q: vec![0.0; max_tokens * config.q_dim()],
+            k: vec![0.0; max_tokens * config.kv_dim()],
+            v: vec![0.0; max_tokens * config.kv_dim()],
+            attn: vec![0.0; max_tokens * config.q_dim()],
+            proj: vec![0.0; max_tokens * d],
+            gate: vec![0.0; max_tokens * ff],
+            up: vec![0.0; max_tokens * ff],
+            hidden: vec![0.0; max_tokens * ff],
+            rope_cache: vec![0.0; config.rope_dimension_count],
+            acts: Activations::with_capacity(max_tokens * widest),
+            attention: attention::Scratch::new(config.key_length, context),
+            lens: Vec::new(),
+            out_rows: Vec::with_capacity(max_tokens),
+            dumper: Dumper::from_env(),
+        }
+    }
+
+    /// The largest batch these buffers hold.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Writes every intermediate activation of the following passes to `dir` (see
+    /// [`crate::dump`]); `None` stops. `TERN_DUMP_ACTIVATIONS=dir` sets it at creation.
+    pub fn dump_activations(&mut self, dir: Option<std::path::PathBuf>) {
+        self.dumper = dir.map(Dumper::new);
+    }
+}
