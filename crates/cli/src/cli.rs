@@ -52,4 +52,8 @@ pub enum Command {
     Inspect(commands::inspect::Args),
     /// Check this machine: CPU features, memory, store, kernel path
     Doctor(commands::doctor::Args),
+    /// Show the token ids of a text as the model sees it
+    Tokenize(commands::tokenize::Args),
+    /// Measure the model's perplexity on a text (as llama-perplexity does)
+    Perplexity(commands::perplexity::Args),
 }

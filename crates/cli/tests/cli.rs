@@ -19,7 +19,17 @@ fn help_lists_every_command() {
     let home = tempfile::tempdir().unwrap();
     let (code, stdout, _) = run(tern(home.path()).arg("--help"));
     assert_eq!(code, 0);
-    for command in ["chat", "run", "pull", "models", "rm", "inspect", "doctor"] {
+    for command in [
+        "chat",
+        "run",
+        "pull",
+        "models",
+        "rm",
+        "inspect",
+        "doctor",
+        "tokenize",
+        "perplexity",
+    ] {
         assert!(
             stdout.contains(&format!("  {command} ")),
             "{command} missing:\n{stdout}"
@@ -89,7 +99,7 @@ fn errors_have_a_what_a_why_a_help_line_and_an_exit_code() {
 }
 
 #[test]
-fn chat_and_run_resolve_the_model_then_name_what_is_missing() {
+fn chat_and_run_name_what_a_file_lacks_to_be_a_model() {
     let home = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let model = files.path().join("m.gguf");
@@ -97,10 +107,19 @@ fn chat_and_run_resolve_the_model_then_name_what_is_missing() {
     for args in [
         vec!["chat", model.to_str().unwrap()],
         vec!["run", "-m", model.to_str().unwrap(), "hi"],
+        vec![
+            "perplexity",
+            model.to_str().unwrap(),
+            "-f",
+            model.to_str().unwrap(),
+        ],
     ] {
         let (code, _, stderr) = run(tern(home.path()).args(&args));
-        assert_eq!(code, 7, "{stderr}");
-        assert!(stderr.contains("the inference engine"), "{stderr}");
+        assert_eq!(code, 5, "{stderr}");
+        assert!(
+            stderr.contains("lacks required keys: llama.context_length"),
+            "{stderr}"
+        );
         assert!(stderr.contains(model.to_str().unwrap()), "{stderr}");
     }
 }

@@ -1,11 +1,24 @@
-//! `tern chat [MODEL]`: interactive chat.
+//! `tern chat [MODEL]`: interactive multi-turn chat.
 //!
-//! Until the engine lands this resolves (and pulls) the model, then stops with a clear
-//! message and exit code 7: the part that is missing is generation.
+//! Each line typed is a user message; the answer streams to stdout. `/clear` starts a new
+//! conversation, `/exit` (or end of input, Ctrl-D) quits, Ctrl-C stops the current answer
+//! and keeps the program. Every turn renders the whole conversation with the chat
+//! template; the session keeps the tokens already in its cache, so only the new part of
+//! the rendered prompt is fed.
 
+use std::io::{BufRead, IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use tern_engine::FinishReason;
+use tern_engine::session::chat_prompt;
+use tern_tokenizer::chat::Message;
+
+use super::run::{SamplingArgs, load};
 use crate::cli::GlobalArgs;
-use crate::exit::{Failure, NOT_IMPLEMENTED};
-use crate::model::resolve_model;
+use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,23 +29,107 @@ pub struct Args {
     /// The model, as an option (same as the positional MODEL)
     #[arg(short, long = "model", value_name = "MODEL", conflicts_with = "model")]
     pub model_option: Option<String>,
+    /// A system message that starts every conversation
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    let model = resolve_model(global, args.model.or(args.model_option).as_deref())?;
-    Err(engine_missing("chat", &model))
-}
-
-/// The error the engine commands return until generation exists.
-pub fn engine_missing(command: &str, model: &crate::model::ResolvedModel) -> anyhow::Error {
-    anyhow::Error::new(Failure {
-        code: NOT_IMPLEMENTED,
-        message: format!(
-            "{command}: the model is ready ({} at {}), but the inference engine (model \
-             loading, tokenizer and generation) has not landed in this build yet",
-            model.display,
-            model.path.display()
-        ),
-        help: Some("`tern inspect` shows what the model file holds".into()),
-    })
+    let model = args.model.clone().or(args.model_option.clone());
+    let mut loaded = load(global, model.as_deref(), &args.sampling)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        output::say(
+            global,
+            format!(
+                "{} — type a message; /clear starts over, /exit quits, Ctrl-C stops an answer",
+                loaded.model.display
+            ),
+        );
+    }
+    let fresh = || -> Vec<Message> {
+        args.system
+            .iter()
+            .map(|s| Message::system(s.clone()))
+            .collect()
+    };
+    let mut messages = fresh();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            eprint!("> ");
+            let _ = std::io::stderr().flush();
+        }
+        interrupted.store(false, Ordering::SeqCst);
+        let Some(line) = lines.next() else { break };
+        let line = line.context("reading the next message")?;
+        let text = line.trim();
+        match text {
+            "" => continue,
+            "/exit" | "/quit" | "/bye" => break,
+            "/clear" => {
+                messages = fresh();
+                loaded.session.clear();
+                output::say(global, "(new conversation)");
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(Message::user(text));
+        let prompt = chat_prompt(&loaded.template, loaded.session.tokenizer(), &messages)?;
+        let tokens = loaded.session.tokenize_prompt(&prompt);
+        if tokens.len() >= loaded.session.context_size() {
+            messages.pop();
+            output::say(
+                global,
+                format!(
+                    "the conversation no longer fits the context of {} tokens: /clear to start over \
+                     (or run with a larger --ctx-size)",
+                    loaded.session.context_size()
+                ),
+            );
+            continue;
+        }
+        let mut stdout = std::io::stdout().lock();
+        let mut write_error = None;
+        let generation =
+            loaded
+                .session
+                .generate(&tokens, args.sampling.generate_options(), |piece| {
+                    if let Err(e) = stdout
+                        .write_all(piece.as_bytes())
+                        .and_then(|()| stdout.flush())
+                    {
+                        write_error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                    if interrupted.load(Ordering::SeqCst) {
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                })?;
+        writeln!(stdout)?;
+        drop(stdout);
+        if let Some(e) = write_error {
+            return Err(e.into());
+        }
+        match generation.finish_reason {
+            FinishReason::Cancelled => output::say(global, "(stopped)"),
+            FinishReason::ContextFull => {
+                output::say(global, "(the context is full: /clear to start over)")
+            }
+            _ => {}
+        }
+        messages.push(Message::assistant(generation.text));
+    }
+    Ok(())
 }

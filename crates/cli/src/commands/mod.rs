@@ -4,9 +4,11 @@ pub mod chat;
 pub mod doctor;
 pub mod inspect;
 pub mod models;
+pub mod perplexity;
 pub mod pull;
 pub mod rm;
 pub mod run;
+pub mod tokenize;
 
 use crate::cli::{Command, GlobalArgs};
 
@@ -20,5 +22,7 @@ pub fn run(command: Command, global: &GlobalArgs) -> anyhow::Result<()> {
         Command::Rm(args) => rm::run(args, global),
         Command::Inspect(args) => inspect::run(args, global),
         Command::Doctor(args) => doctor::run(args, global),
+        Command::Tokenize(args) => tokenize::run(args, global),
+        Command::Perplexity(args) => perplexity::run(args, global),
     }
 }
