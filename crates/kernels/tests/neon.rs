@@ -10,6 +10,9 @@
 //!   `2^-20 · (Σ|w·a| + max|w|·Σ|a|)` of it (the NEON kernels add per-block f32 terms in
 //!   another order than the reference; the bound is ~10^4 times smaller than the
 //!   contribution of one block).
+//! - Matrix-vector products through the matmul (weight rows in pairs): equal to the
+//!   same path's dot products bit for bit, within the bound of the scalar ones, and the
+//!   same bits when the rows are split over threads.
 //! - Activation quantizers: the same bytes as the scalar ones, always (random rows, rows
 //!   of rounding ties, zero blocks, sign ties for Q8_K's first-maximum rule), from
 //!   unaligned f32 slices into unaligned byte buffers.
@@ -31,7 +34,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use simd_support::*;
 use tern_gguf::GgmlType;
-use tern_kernels::{KernelPath, Kernels};
+use tern_kernels::pool::ThreadPool;
+use tern_kernels::{KernelPath, Kernels, QuantizedActivations, WeightMatrix};
 
 /// The environment variable naming the path this CPU must end up with.
 const EXPECT_ENV: &str = "TERN_TEST_EXPECT_PATH";
@@ -117,6 +121,64 @@ fn check_dot(ty: GgmlType, path: KernelPath) {
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{ty} dot on {path}: {e}"));
+}
+
+/// The matrix-vector kernels (rows taken in pairs) through the matmul: 1 to 9 weight
+/// rows (so the odd last row goes alone), 1 to 8 blocks, 1 to 3 tokens (each token a
+/// matvec: the NEON paths have no batched kernel), weights at unaligned addresses. Every
+/// output must equal the same path's single dot product bit for bit (a row's arithmetic
+/// does not depend on its pairing), be within the dot-product bound of the scalar one,
+/// and the matmul split over 2 or 3 threads must give exactly the single-threaded bits.
+fn check_matvec(ty: GgmlType, path: KernelPath) {
+    let Some(k) = kernels_for(path) else {
+        return;
+    };
+    let scalar = Kernels::scalar();
+    let act_ty = tern_kernels::vec_dot_type(ty).unwrap();
+    let pools = [ThreadPool::new(2), ThreadPool::new(3)];
+    let strategy = (1usize..=9, 1usize..=8, 1usize..=3, 0usize..32, any::<u64>());
+    runner(48)
+        .run(&strategy, |(rows, units, tokens, w_off, seed)| {
+            let mut rng = XorShift::new(seed);
+            let cols = units * ty.block_size();
+            let weights: Vec<u8> = (0..rows)
+                .flat_map(|_| weight_row(ty, units, &mut rng, false))
+                .collect();
+            let acts: Vec<Vec<u8>> = (0..tokens)
+                .map(|_| activation_row(ty, units, &mut rng, false))
+                .collect();
+            let wb = unaligned(&weights, w_off);
+            let w = WeightMatrix::try_new(ty, rows, cols, &wb[w_off..]).unwrap();
+            let mut x = QuantizedActivations::new();
+            x.set_quantized(act_ty, &acts.concat(), tokens, cols)
+                .unwrap();
+            let mut out = vec![0.0f32; rows * tokens];
+            k.matmul(&w, &x, &mut out);
+            for t in 0..tokens {
+                for r in 0..rows {
+                    let got = out[t * rows + r];
+                    let dot = k.vec_dot(ty, w.row(r), &acts[t], cols).unwrap();
+                    prop_assert_eq!(got.to_bits(), dot.to_bits(), "row {} token {}", r, t);
+                    let want = scalar.vec_dot(ty, w.row(r), &acts[t], cols).unwrap();
+                    let bound = 2f64.powi(-20) * magnitude(ty, w.row(r), &acts[t], cols);
+                    prop_assert!(
+                        (got as f64 - want as f64).abs() <= bound,
+                        "row {} token {}: {} vs scalar {}",
+                        r,
+                        t,
+                        got,
+                        want
+                    );
+                }
+            }
+            for pool in &pools {
+                let mut split = vec![f32::NAN; rows * tokens];
+                k.matmul_with_pool(pool, &w, &x, &mut split);
+                prop_assert_eq!(bits(&split), bits(&out), "{} threads", pool.n_threads());
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{ty} matvec on {path}: {e}"));
 }
 
 /// Rows that stress the quantizers' rounding: random values, values that land on .5
@@ -400,6 +462,19 @@ per_neon_path!(check_dot:
     dot_f16 => GgmlType::F16,
     dot_bf16 => GgmlType::BF16,
     dot_f32 => GgmlType::F32,
+);
+
+per_neon_path!(check_matvec:
+    matvec_q4_0 => GgmlType::Q4_0,
+    matvec_q4_1 => GgmlType::Q4_1,
+    matvec_q5_0 => GgmlType::Q5_0,
+    matvec_q5_1 => GgmlType::Q5_1,
+    matvec_q8_0 => GgmlType::Q8_0,
+    matvec_q4_k => GgmlType::Q4_K,
+    matvec_q5_k => GgmlType::Q5_K,
+    matvec_q6_k => GgmlType::Q6_K,
+    matvec_f16 => GgmlType::F16,
+    matvec_f32 => GgmlType::F32,
 );
 
 per_neon_path!(check_quantize:

@@ -7,12 +7,18 @@
 //! values 0..16, high nibbles = values 16..32, plus the fifth bits for Q5), multiplied
 //! with the 32 activation quants into four exact i32 lanes ([`I8Dot`]: `sdot`, or
 //! `smull` + `sadalp` without dotprod), converted to f32 and accumulated with one fused
-//! multiply-add by `d_w * d_a`. Blocks alternate between two accumulators so that one
-//! block's multiply-add does not wait for the previous one; Q4_1/Q5_1's `m_w * s_a`
-//! terms go to two scalar sums the same way. The integer part is exact; only the order
-//! of the f32 sums differs from the scalar reference, which adds `sumi * d_w * d_a` block
-//! by block (the tests name the tolerance, and check bit-exactness on inputs whose sums
-//! are exact in any order).
+//! multiply-add by `d_w * d_a`. A row's blocks alternate between two accumulators so
+//! that one block's multiply-add does not wait for the previous one; Q4_1/Q5_1's
+//! `m_w * s_a` terms go to two scalar sums the same way. The integer part is exact; only
+//! the order of the f32 sums differs from the scalar reference, which adds
+//! `sumi * d_w * d_a` block by block (the tests name the tolerance, and check
+//! bit-exactness on inputs whose sums are exact in any order).
+//!
+//! [`rows`] computes one or two weight rows against the same activation row: the
+//! matrix-vector kernel ([`matvec`]) takes rows in pairs, so each activation block is
+//! loaded (and its scale widened) once for two rows. A row's arithmetic is the same
+//! whether it is computed alone or paired, so the single dot product ([`dot_row`]), the
+//! matvec and any split of the rows over threads give identical bits.
 //!
 //! The signed formats keep ggml's offsets inside the bytes (`q - 8`, `q - 16`): with a
 //! signed-by-signed `sdot` there is no need for x86's unsigned-times-signed sign trick.
@@ -20,20 +26,67 @@
 use std::arch::aarch64::*;
 
 use super::simd::{I8Dot, bit_mask_16, f16_to_f32, load_i8, load_u8};
-use crate::blocks::{Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
+use crate::blocks::{
+    Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, as_blocks,
+};
+use crate::matmul::ActRow;
+
+/// A 32-value activation block (Q8_0 or Q8_1).
+pub(crate) trait Act32: Block {
+    /// The 32 quants.
+    fn qs(&self) -> &[i8; 32];
+    /// The scale `d` as f32.
+    unsafe fn d(&self) -> f32;
+    /// Q8_1's `s = d · Σq` as f32 (0 for Q8_0, whose weights have no minimum).
+    unsafe fn s(&self) -> f32;
+}
+
+impl Act32 for BlockQ8_0 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    unsafe fn d(&self) -> f32 {
+        // SAFETY: base floating point.
+        unsafe { f16_to_f32(self.d.0) }
+    }
+    #[inline(always)]
+    unsafe fn s(&self) -> f32 {
+        0.0
+    }
+}
+
+impl Act32 for BlockQ8_1 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    unsafe fn d(&self) -> f32 {
+        // SAFETY: base floating point.
+        unsafe { f16_to_f32(self.d.0) }
+    }
+    #[inline(always)]
+    unsafe fn s(&self) -> f32 {
+        // SAFETY: base floating point.
+        unsafe { f16_to_f32(self.s.0) }
+    }
+}
 
 /// One 32-value weight format and its activation format.
 pub(crate) trait Format32 {
     type W: Block;
-    type A: Block;
+    type A: Act32;
     /// Whether blocks carry a minimum (`m_w * s_a` term).
     const MIN: bool;
-    /// Four i32 lanes whose total is `Σ q_w · q_a` over the block (exact).
-    unsafe fn ints<D: I8Dot>(w: &Self::W, a: &Self::A) -> int32x4_t;
-    /// `d_w * d_a`.
-    unsafe fn scale(w: &Self::W, a: &Self::A) -> f32;
-    /// `m_w * s_a` (formats with a minimum; 0 otherwise).
-    unsafe fn min_term(w: &Self::W, a: &Self::A) -> f32;
+    /// The block's 32 quants as signed bytes, values 0..16 and 16..32, with ggml's
+    /// offset applied (`q - 8`, `q - 16`) for the formats without a minimum.
+    unsafe fn quants(w: &Self::W) -> (int8x16_t, int8x16_t);
+    /// The scale `d` as f32.
+    unsafe fn d(w: &Self::W) -> f32;
+    /// The minimum `m` as f32 (formats with a minimum; 0 otherwise).
+    unsafe fn m(w: &Self::W) -> f32;
 }
 
 pub(crate) struct Q4_0;
@@ -52,15 +105,11 @@ unsafe fn nibbles(qs: &[u8; 16]) -> (uint8x16_t, uint8x16_t) {
     }
 }
 
-/// `acc` plus the products of the block's two quant registers with its 32 activation
-/// quants.
+/// Reinterprets two byte registers as signed.
 #[inline(always)]
-unsafe fn dot_block<D: I8Dot>(low: int8x16_t, high: int8x16_t, a: &[i8; 32]) -> int32x4_t {
-    // SAFETY: `a` is 32 readable bytes; `D`'s features per module contract.
-    unsafe {
-        let acc = D::dot(vdupq_n_s32(0), low, load_i8(a.as_ptr()));
-        D::dot(acc, high, load_i8(a.as_ptr().add(16)))
-    }
+unsafe fn signed(q: (uint8x16_t, uint8x16_t)) -> (int8x16_t, int8x16_t) {
+    // SAFETY: register reinterpretation only.
+    unsafe { (vreinterpretq_s8_u8(q.0), vreinterpretq_s8_u8(q.1)) }
 }
 
 impl Format32 for Q4_0 {
@@ -68,23 +117,21 @@ impl Format32 for Q4_0 {
     type A = BlockQ8_0;
     const MIN: bool = false;
     #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ4_0, a: &BlockQ8_0) -> int32x4_t {
-        // SAFETY: field sizes as the helpers require; features per module contract.
+    unsafe fn quants(w: &BlockQ4_0) -> (int8x16_t, int8x16_t) {
+        // SAFETY: field sizes as the helpers require; register operations otherwise.
         unsafe {
-            let (low, high) = nibbles(&w.qs);
+            let (low, high) = signed(nibbles(&w.qs));
             let eight = vdupq_n_s8(8);
-            let low = vsubq_s8(vreinterpretq_s8_u8(low), eight);
-            let high = vsubq_s8(vreinterpretq_s8_u8(high), eight);
-            dot_block::<D>(low, high, &a.qs)
+            (vsubq_s8(low, eight), vsubq_s8(high, eight))
         }
     }
     #[inline(always)]
-    unsafe fn scale(w: &BlockQ4_0, a: &BlockQ8_0) -> f32 {
+    unsafe fn d(w: &BlockQ4_0) -> f32 {
         // SAFETY: base floating point.
-        unsafe { f16_to_f32(w.d.0) * f16_to_f32(a.d.0) }
+        unsafe { f16_to_f32(w.d.0) }
     }
     #[inline(always)]
-    unsafe fn min_term(_: &BlockQ4_0, _: &BlockQ8_0) -> f32 {
+    unsafe fn m(_: &BlockQ4_0) -> f32 {
         0.0
     }
 }
@@ -94,22 +141,19 @@ impl Format32 for Q4_1 {
     type A = BlockQ8_1;
     const MIN: bool = true;
     #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ4_1, a: &BlockQ8_1) -> int32x4_t {
-        // SAFETY: field sizes as the helpers require; features per module contract.
-        unsafe {
-            let (low, high) = nibbles(&w.qs);
-            dot_block::<D>(vreinterpretq_s8_u8(low), vreinterpretq_s8_u8(high), &a.qs)
-        }
+    unsafe fn quants(w: &BlockQ4_1) -> (int8x16_t, int8x16_t) {
+        // SAFETY: field sizes as the helpers require; quants <= 15 are valid i8.
+        unsafe { signed(nibbles(&w.qs)) }
     }
     #[inline(always)]
-    unsafe fn scale(w: &BlockQ4_1, a: &BlockQ8_1) -> f32 {
+    unsafe fn d(w: &BlockQ4_1) -> f32 {
         // SAFETY: base floating point.
-        unsafe { f16_to_f32(w.d.0) * f16_to_f32(a.d.0) }
+        unsafe { f16_to_f32(w.d.0) }
     }
     #[inline(always)]
-    unsafe fn min_term(w: &BlockQ4_1, a: &BlockQ8_1) -> f32 {
+    unsafe fn m(w: &BlockQ4_1) -> f32 {
         // SAFETY: base floating point.
-        unsafe { f16_to_f32(w.m.0) * f16_to_f32(a.s.0) }
+        unsafe { f16_to_f32(w.m.0) }
     }
 }
 
@@ -118,8 +162,8 @@ impl Format32 for Q5_0 {
     type A = BlockQ8_0;
     const MIN: bool = false;
     #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ5_0, a: &BlockQ8_0) -> int32x4_t {
-        // SAFETY: field sizes as the helpers require; features per module contract.
+    unsafe fn quants(w: &BlockQ5_0) -> (int8x16_t, int8x16_t) {
+        // SAFETY: field sizes as the helpers require; register operations otherwise.
         unsafe {
             let (low, high) = nibbles(&w.qs);
             let bits = w.high_bits();
@@ -128,16 +172,16 @@ impl Format32 for Q5_0 {
             let top = vdupq_n_u8(0xF0);
             let low = vorrq_u8(low, vbicq_u8(top, bit_mask_16(bits as u16)));
             let high = vorrq_u8(high, vbicq_u8(top, bit_mask_16((bits >> 16) as u16)));
-            dot_block::<D>(vreinterpretq_s8_u8(low), vreinterpretq_s8_u8(high), &a.qs)
+            signed((low, high))
         }
     }
     #[inline(always)]
-    unsafe fn scale(w: &BlockQ5_0, a: &BlockQ8_0) -> f32 {
+    unsafe fn d(w: &BlockQ5_0) -> f32 {
         // SAFETY: base floating point.
-        unsafe { f16_to_f32(w.d.0) * f16_to_f32(a.d.0) }
+        unsafe { f16_to_f32(w.d.0) }
     }
     #[inline(always)]
-    unsafe fn min_term(_: &BlockQ5_0, _: &BlockQ8_0) -> f32 {
+    unsafe fn m(_: &BlockQ5_0) -> f32 {
         0.0
     }
 }
@@ -147,26 +191,26 @@ impl Format32 for Q5_1 {
     type A = BlockQ8_1;
     const MIN: bool = true;
     #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ5_1, a: &BlockQ8_1) -> int32x4_t {
-        // SAFETY: field sizes as the helpers require; features per module contract.
+    unsafe fn quants(w: &BlockQ5_1) -> (int8x16_t, int8x16_t) {
+        // SAFETY: field sizes as the helpers require; quants <= 31 are valid i8.
         unsafe {
             let (low, high) = nibbles(&w.qs);
             let bits = w.high_bits();
             let bit = vdupq_n_u8(0x10);
             let low = vorrq_u8(low, vandq_u8(bit, bit_mask_16(bits as u16)));
             let high = vorrq_u8(high, vandq_u8(bit, bit_mask_16((bits >> 16) as u16)));
-            dot_block::<D>(vreinterpretq_s8_u8(low), vreinterpretq_s8_u8(high), &a.qs)
+            signed((low, high))
         }
     }
     #[inline(always)]
-    unsafe fn scale(w: &BlockQ5_1, a: &BlockQ8_1) -> f32 {
+    unsafe fn d(w: &BlockQ5_1) -> f32 {
         // SAFETY: base floating point.
-        unsafe { f16_to_f32(w.d.0) * f16_to_f32(a.d.0) }
+        unsafe { f16_to_f32(w.d.0) }
     }
     #[inline(always)]
-    unsafe fn min_term(w: &BlockQ5_1, a: &BlockQ8_1) -> f32 {
+    unsafe fn m(w: &BlockQ5_1) -> f32 {
         // SAFETY: base floating point.
-        unsafe { f16_to_f32(w.m.0) * f16_to_f32(a.s.0) }
+        unsafe { f16_to_f32(w.m.0) }
     }
 }
 
@@ -175,23 +219,99 @@ impl Format32 for Q8_0 {
     type A = BlockQ8_0;
     const MIN: bool = false;
     #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ8_0, a: &BlockQ8_0) -> int32x4_t {
-        // SAFETY: both quant fields are 32 bytes; features per module contract. Any
-        // byte, -128 included, is exact: products of two signed bytes fit in i16.
-        unsafe {
-            let low = load_i8(w.qs.as_ptr());
-            let high = load_i8(w.qs.as_ptr().add(16));
-            dot_block::<D>(low, high, &a.qs)
+    unsafe fn quants(w: &BlockQ8_0) -> (int8x16_t, int8x16_t) {
+        // SAFETY: the quant field is 32 bytes. Any byte, -128 included, is exact:
+        // products of two signed bytes fit in i16.
+        unsafe { (load_i8(w.qs.as_ptr()), load_i8(w.qs.as_ptr().add(16))) }
+    }
+    #[inline(always)]
+    unsafe fn d(w: &BlockQ8_0) -> f32 {
+        // SAFETY: base floating point.
+        unsafe { f16_to_f32(w.d.0) }
+    }
+    #[inline(always)]
+    unsafe fn m(_: &BlockQ8_0) -> f32 {
+        0.0
+    }
+}
+
+/// One row's running sums: two f32 accumulators (even and odd blocks) and two minimum
+/// sums.
+#[derive(Clone, Copy)]
+struct RowSums {
+    acc: [float32x4_t; 2],
+    min: [f32; 2],
+}
+
+/// Adds block `w` times the activation block (quants `a`, scale `da`, `s` term `sa`)
+/// to accumulator `k` of `sums`.
+#[inline(always)]
+unsafe fn step<F: Format32, D: I8Dot>(
+    sums: &mut RowSums,
+    k: usize,
+    w: &F::W,
+    a: (int8x16_t, int8x16_t),
+    da: f32,
+    sa: f32,
+) {
+    // SAFETY: register operations on the block's fields; `D`'s features per module
+    // contract.
+    unsafe {
+        let (low, high) = F::quants(w);
+        let ints = D::dot(D::dot(vdupq_n_s32(0), low, a.0), high, a.1);
+        sums.acc[k] = vfmaq_n_f32(sums.acc[k], vcvtq_f32_s32(ints), F::d(w) * da);
+        if F::MIN {
+            sums.min[k] += F::m(w) * sa;
         }
     }
-    #[inline(always)]
-    unsafe fn scale(w: &BlockQ8_0, a: &BlockQ8_0) -> f32 {
-        // SAFETY: base floating point.
-        unsafe { f16_to_f32(w.d.0) * f16_to_f32(a.d.0) }
+}
+
+/// The dot products of `R` weight rows with one activation row (every row has the
+/// activation row's block count).
+///
+/// # Panics
+/// If a row's block count differs from the activation row's.
+#[inline(always)]
+pub(crate) unsafe fn rows<F: Format32, D: I8Dot, const R: usize>(
+    w: [&[F::W]; R],
+    a: &[F::A],
+) -> [f32; R] {
+    for row in &w {
+        assert_eq!(row.len(), a.len(), "dot: block count mismatch");
     }
-    #[inline(always)]
-    unsafe fn min_term(_: &BlockQ8_0, _: &BlockQ8_0) -> f32 {
-        0.0
+    // SAFETY: blocks are read through references, at indices below `a.len()`, which is
+    // every row's length (asserted); `D`'s features per module contract.
+    unsafe {
+        let zero = RowSums {
+            acc: [vdupq_n_f32(0.0); 2],
+            min: [0.0; 2],
+        };
+        let mut sums = [zero; R];
+        let load = |b: &F::A| (load_i8(b.qs().as_ptr()), load_i8(b.qs().as_ptr().add(16)));
+        let whole = a.len() / 2 * 2;
+        for b in (0..whole).step_by(2) {
+            let (a0, a1) = (&a[b], &a[b + 1]);
+            let (q0, q1) = (load(a0), load(a1));
+            let (d0, d1) = (a0.d(), a1.d());
+            let (s0, s1) = if F::MIN { (a0.s(), a1.s()) } else { (0.0, 0.0) };
+            for (sums, w) in sums.iter_mut().zip(&w) {
+                step::<F, D>(sums, 0, &w[b], q0, d0, s0);
+                step::<F, D>(sums, 1, &w[b + 1], q1, d1, s1);
+            }
+        }
+        if whole < a.len() {
+            let last = &a[whole];
+            let (q, d) = (load(last), last.d());
+            let s = if F::MIN { last.s() } else { 0.0 };
+            for (sums, w) in sums.iter_mut().zip(&w) {
+                step::<F, D>(sums, 0, &w[whole], q, d, s);
+            }
+        }
+        let mut out = [0.0f32; R];
+        for (o, s) in out.iter_mut().zip(&sums) {
+            *o = vaddvq_f32(vaddq_f32(s.acc[0], s.acc[1])) + (s.min[0] + s.min[1]);
+        }
+        out
     }
 }
 
@@ -201,31 +321,38 @@ impl Format32 for Q8_0 {
 /// If the block counts differ.
 #[inline(always)]
 pub(crate) unsafe fn dot_row<F: Format32, D: I8Dot>(w: &[F::W], a: &[F::A]) -> f32 {
-    assert_eq!(w.len(), a.len(), "dot: block count mismatch");
-    // SAFETY: blocks are read through references; `D`'s features per module contract.
-    unsafe {
-        let mut acc0 = vdupq_n_f32(0.0);
-        let mut acc1 = vdupq_n_f32(0.0);
-        let (mut min0, mut min1) = (0.0f32, 0.0f32);
-        let mut pairs_w = w.chunks_exact(2);
-        let mut pairs_a = a.chunks_exact(2);
-        for (pw, pa) in (&mut pairs_w).zip(&mut pairs_a) {
-            let q0 = vcvtq_f32_s32(F::ints::<D>(&pw[0], &pa[0]));
-            let q1 = vcvtq_f32_s32(F::ints::<D>(&pw[1], &pa[1]));
-            acc0 = vfmaq_n_f32(acc0, q0, F::scale(&pw[0], &pa[0]));
-            acc1 = vfmaq_n_f32(acc1, q1, F::scale(&pw[1], &pa[1]));
-            if F::MIN {
-                min0 += F::min_term(&pw[0], &pa[0]);
-                min1 += F::min_term(&pw[1], &pa[1]);
-            }
-        }
-        if let (Some(w), Some(a)) = (pairs_w.remainder().first(), pairs_a.remainder().first()) {
-            let q = vcvtq_f32_s32(F::ints::<D>(w, a));
-            acc0 = vfmaq_n_f32(acc0, q, F::scale(w, a));
-            if F::MIN {
-                min0 += F::min_term(w, a);
-            }
-        }
-        vaddvq_f32(vaddq_f32(acc0, acc1)) + (min0 + min1)
+    // SAFETY: forwarded contract.
+    unsafe { rows::<F, D, 1>([w], a)[0] }
+}
+
+/// `out[r] = dot(row r of w, a)` for consecutive weight rows of `row_bytes` bytes, two
+/// rows at a time.
+///
+/// # Panics
+/// If `w` is not `out.len()` rows, or a row does not match the activation row.
+#[inline(always)]
+pub(crate) unsafe fn matvec<F: Format32, D: I8Dot>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &ActRow<'_>,
+    out: &mut [f32],
+) {
+    assert_eq!(w.len(), row_bytes * out.len(), "matvec: weight bytes");
+    if row_bytes == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let act: &[F::A] = as_blocks(a.bytes);
+    let mut out_pairs = out.chunks_exact_mut(2);
+    let mut w_pairs = w.chunks_exact(2 * row_bytes);
+    for (o, w) in (&mut out_pairs).zip(&mut w_pairs) {
+        let (w0, w1) = w.split_at(row_bytes);
+        // SAFETY: per module contract; the rows were checked above and in `rows`.
+        let r = unsafe { rows::<F, D, 2>([as_blocks(w0), as_blocks(w1)], act) };
+        o.copy_from_slice(&r);
+    }
+    if let [o] = out_pairs.into_remainder() {
+        // SAFETY: as above.
+        *o = unsafe { rows::<F, D, 1>([as_blocks(w_pairs.remainder())], act)[0] };
     }
 }

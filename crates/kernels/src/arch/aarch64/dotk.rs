@@ -16,11 +16,17 @@
 //! Every integer is exact (bounds in each function); the f32 steps are the only source
 //! of difference from the scalar reference, which keeps ggml's generic order of eight
 //! f32 lanes per super-block (the tests name the tolerance).
+//!
+//! Each kernel computes `R` weight rows (1 or 2) against one activation row: the
+//! matrix-vector kernel ([`matvec`]) takes rows in pairs so that the activation quants
+//! and group sums are loaded once for two rows. A row's arithmetic does not depend on
+//! `R`, so single dot products, matvecs and any split over threads agree bit for bit.
 
 use std::arch::aarch64::*;
 
 use super::simd::{I8Dot, f16_to_f32, load_i8, load_u8};
-use crate::blocks::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
+use crate::blocks::{Block, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K, as_blocks};
+use crate::matmul::ActRow;
 
 /// The eight 6-bit scales and eight 6-bit minimums of a Q4_K / Q5_K block, unpacked
 /// with 32-bit masks: the same bits as `crate::blocks::scale_min_k4` (whose test checks
@@ -44,18 +50,27 @@ fn scales_and_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     (join(scales_0_3, scales_4_7), join(mins_0_3, mins_4_7))
 }
 
-/// `Σ_j mins[j] · (bsum_{2j} + bsum_{2j+1})` of a Q8_K block: the minimum term of
+/// The 16 group sums (`bsums`) of a Q8_K block as two i16 vectors.
+#[inline(always)]
+unsafe fn bsums(a: &BlockQ8K) -> (int16x8_t, int16x8_t) {
+    // SAFETY: `bsums` is 32 bytes (16 little-endian i16, read as such on this
+    // little-endian target).
+    unsafe {
+        let sums = a.bsums.as_ptr().cast::<u8>();
+        (
+            vreinterpretq_s16_u8(vld1q_u8(sums)),
+            vreinterpretq_s16_u8(vld1q_u8(sums.add(16))),
+        )
+    }
+}
+
+/// `Σ_j mins[j] · pairs[j]`, `pairs[j] = bsum_{2j} + bsum_{2j+1}`: the minimum term of
 /// Q4_K / Q5_K. Bounds: a pair of group sums is at most 32 · 128 = 4096 in magnitude
 /// (fits i16), times a minimum < 64, eight times: < 2^22.
 #[inline(always)]
-unsafe fn min_sum(mins: [u8; 8], a: &BlockQ8K) -> i32 {
-    // SAFETY: `bsums` is 32 bytes (16 little-endian i16, read as such on this
-    // little-endian target); register operations otherwise.
+unsafe fn min_sum(mins: [u8; 8], pairs: int16x8_t) -> i32 {
+    // SAFETY: `mins` is 8 bytes; register operations otherwise.
     unsafe {
-        let sums = a.bsums.as_ptr().cast::<u8>();
-        let b0 = vreinterpretq_s16_u8(vld1q_u8(sums));
-        let b1 = vreinterpretq_s16_u8(vld1q_u8(sums.add(16)));
-        let pairs = vpaddq_s16(b0, b1);
         let m = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mins.as_ptr())));
         let prod = vmlal_s16(
             vmull_s16(vget_low_s16(pairs), vget_low_s16(m)),
@@ -66,103 +81,156 @@ unsafe fn min_sum(mins: [u8; 8], a: &BlockQ8K) -> i32 {
     }
 }
 
-/// The lanes of `Σ q · a` over 32 values: two 16-byte quant registers against 32
-/// activation bytes at `a`.
+/// The lanes of `Σ q · a` over 32 values: two quant registers against two activation
+/// registers.
 #[inline(always)]
-unsafe fn dot_32<D: I8Dot>(q0: uint8x16_t, q1: uint8x16_t, a: *const i8) -> int32x4_t {
-    // SAFETY: `a` points to 32 readable bytes; `D`'s features per module contract.
+unsafe fn dot_32<D: I8Dot>(
+    q0: uint8x16_t,
+    q1: uint8x16_t,
+    a0: int8x16_t,
+    a1: int8x16_t,
+) -> int32x4_t {
+    // SAFETY: `D`'s features per module contract.
     unsafe {
-        let acc = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(q0), load_i8(a));
-        D::dot(acc, vreinterpretq_s8_u8(q1), load_i8(a.add(16)))
+        let acc = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(q0), a0);
+        D::dot(acc, vreinterpretq_s8_u8(q1), a1)
     }
 }
 
-/// Q4_K · Q8_K.
+/// The 64 activation quants of a Q4_K/Q5_K group pair as four registers.
+#[inline(always)]
+unsafe fn load_64(p: *const i8) -> [int8x16_t; 4] {
+    // SAFETY: the caller guarantees 64 readable bytes.
+    unsafe {
+        [
+            load_i8(p),
+            load_i8(p.add(16)),
+            load_i8(p.add(32)),
+            load_i8(p.add(48)),
+        ]
+    }
+}
+
+/// Checks that every weight row has the activation row's block count.
+fn check_rows<W, const R: usize>(w: &[&[W]; R], blocks: usize) {
+    for row in w {
+        assert_eq!(row.len(), blocks, "K-quant dot: block count mismatch");
+    }
+}
+
+/// Q4_K · Q8_K for `R` rows.
 ///
 /// Integer bounds per super-block: a 32-value group sums at most 32 · 15 · 128 = 61440
 /// in magnitude, times a scale < 64, eight groups: < 2^25.
 ///
 /// # Panics
-/// If the block counts differ.
+/// If a row's block count differs from the activation row's.
 #[inline(always)]
-pub(crate) unsafe fn dot_q4_k<D: I8Dot>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
-    assert_eq!(w.len(), a.len(), "q4_K dot: block count mismatch");
-    let mut sumf = 0.0f32;
-    for (x, y) in w.iter().zip(a) {
-        // SAFETY: `qs` is 128 bytes read in 32-byte steps, the activation quants 256
-        // bytes read in 64-byte steps; features per module contract.
+// Several per-row arrays are indexed by the same row number.
+#[allow(clippy::needless_range_loop)]
+pub(crate) unsafe fn rows_q4_k<D: I8Dot, const R: usize>(
+    w: [&[BlockQ4K]; R],
+    a: &[BlockQ8K],
+) -> [f32; R] {
+    check_rows(&w, a.len());
+    let mut sumf = [0.0f32; R];
+    for (i, y) in a.iter().enumerate() {
+        // SAFETY: block `i` exists in every row (checked); `qs` is 128 bytes read in
+        // 32-byte steps, the activation quants 256 bytes read in 64-byte steps;
+        // features per module contract.
         unsafe {
-            let (scales, mins) = scales_and_mins(&x.scales);
-            let summ = min_sum(mins, y);
-            let mask = vdupq_n_u8(0x0F);
-            let mut acc = vdupq_n_s32(0);
-            for pair in 0..QK_K / 64 {
-                let q = x.qs.as_ptr().add(32 * pair);
-                let (b0, b1) = (load_u8(q), load_u8(q.add(16)));
-                let act = y.qs.as_ptr().add(64 * pair);
-                let low = dot_32::<D>(vandq_u8(b0, mask), vandq_u8(b1, mask), act);
-                let high = dot_32::<D>(vshrq_n_u8(b0, 4), vshrq_n_u8(b1, 4), act.add(32));
-                acc = vmlaq_n_s32(acc, low, scales[2 * pair] as i32);
-                acc = vmlaq_n_s32(acc, high, scales[2 * pair + 1] as i32);
+            let (b0, b1) = bsums(y);
+            let pairs = vpaddq_s16(b0, b1);
+            let mut scales = [[0u8; 8]; R];
+            let mut summ = [0i32; R];
+            for r in 0..R {
+                let (s, m) = scales_and_mins(&w[r][i].scales);
+                scales[r] = s;
+                summ[r] = min_sum(m, pairs);
             }
-            let sumi = vaddvq_s32(acc);
-            let d = f16_to_f32(x.d.0) * y.d();
-            let dmin = f16_to_f32(x.dmin.0) * y.d();
-            sumf += d * sumi as f32 - dmin * summ as f32;
+            let mask = vdupq_n_u8(0x0F);
+            let mut acc = [vdupq_n_s32(0); R];
+            for pair in 0..QK_K / 64 {
+                let act = load_64(y.qs.as_ptr().add(64 * pair));
+                for r in 0..R {
+                    let q = w[r][i].qs.as_ptr().add(32 * pair);
+                    let (q0, q1) = (load_u8(q), load_u8(q.add(16)));
+                    let low = dot_32::<D>(vandq_u8(q0, mask), vandq_u8(q1, mask), act[0], act[1]);
+                    let high = dot_32::<D>(vshrq_n_u8(q0, 4), vshrq_n_u8(q1, 4), act[2], act[3]);
+                    acc[r] = vmlaq_n_s32(acc[r], low, scales[r][2 * pair] as i32);
+                    acc[r] = vmlaq_n_s32(acc[r], high, scales[r][2 * pair + 1] as i32);
+                }
+            }
+            for r in 0..R {
+                let x = &w[r][i];
+                let d = f16_to_f32(x.d.0) * y.d();
+                let dmin = f16_to_f32(x.dmin.0) * y.d();
+                sumf[r] += d * vaddvq_s32(acc[r]) as f32 - dmin * summ[r] as f32;
+            }
         }
     }
     sumf
 }
 
-/// Q5_K · Q8_K: as Q4_K, each group taking its fifth bits from one bit of the 32 `qh`
-/// bytes (group `g` from bit `g`).
+/// Q5_K · Q8_K for `R` rows: as Q4_K, each group taking its fifth bits from one bit of
+/// the 32 `qh` bytes (group `g` from bit `g`).
 ///
 /// Integer bounds: a group sums at most 32 · 31 · 128 < 2^17, times a scale < 64,
 /// eight groups: < 2^26.
 ///
 /// # Panics
-/// If the block counts differ.
+/// If a row's block count differs from the activation row's.
 #[inline(always)]
-pub(crate) unsafe fn dot_q5_k<D: I8Dot>(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
-    assert_eq!(w.len(), a.len(), "q5_K dot: block count mismatch");
-    let mut sumf = 0.0f32;
-    for (x, y) in w.iter().zip(a) {
-        // SAFETY: as in `dot_q4_k`; `qh` is 32 bytes.
+// Several per-row arrays are indexed by the same row number.
+#[allow(clippy::needless_range_loop)]
+pub(crate) unsafe fn rows_q5_k<D: I8Dot, const R: usize>(
+    w: [&[BlockQ5K]; R],
+    a: &[BlockQ8K],
+) -> [f32; R] {
+    check_rows(&w, a.len());
+    let mut sumf = [0.0f32; R];
+    for (i, y) in a.iter().enumerate() {
+        // SAFETY: as in `rows_q4_k`; `qh` is 32 bytes.
         unsafe {
-            let (scales, mins) = scales_and_mins(&x.scales);
-            let summ = min_sum(mins, y);
-            let mask = vdupq_n_u8(0x0F);
-            let one = vdupq_n_u8(1);
-            let mut h0 = load_u8(x.qh.as_ptr());
-            let mut h1 = load_u8(x.qh.as_ptr().add(16));
-            let mut acc = vdupq_n_s32(0);
-            for pair in 0..QK_K / 64 {
-                let q = x.qs.as_ptr().add(32 * pair);
-                let (b0, b1) = (load_u8(q), load_u8(q.add(16)));
-                // Bit 0 of the shifted `qh` bytes is the fifth bit of group 2·pair,
-                // bit 1 that of group 2·pair + 1.
-                let low0 = vorrq_u8(vandq_u8(b0, mask), vshlq_n_u8(vandq_u8(h0, one), 4));
-                let low1 = vorrq_u8(vandq_u8(b1, mask), vshlq_n_u8(vandq_u8(h1, one), 4));
-                let high0 = vorrq_u8(
-                    vshrq_n_u8(b0, 4),
-                    vshlq_n_u8(vandq_u8(h0, vdupq_n_u8(2)), 3),
-                );
-                let high1 = vorrq_u8(
-                    vshrq_n_u8(b1, 4),
-                    vshlq_n_u8(vandq_u8(h1, vdupq_n_u8(2)), 3),
-                );
-                h0 = vshrq_n_u8(h0, 2);
-                h1 = vshrq_n_u8(h1, 2);
-                let act = y.qs.as_ptr().add(64 * pair);
-                let low = dot_32::<D>(low0, low1, act);
-                let high = dot_32::<D>(high0, high1, act.add(32));
-                acc = vmlaq_n_s32(acc, low, scales[2 * pair] as i32);
-                acc = vmlaq_n_s32(acc, high, scales[2 * pair + 1] as i32);
+            let (b0, b1) = bsums(y);
+            let pairs = vpaddq_s16(b0, b1);
+            let mut scales = [[0u8; 8]; R];
+            let mut summ = [0i32; R];
+            let mut high_bits = [[vdupq_n_u8(0); 2]; R];
+            for r in 0..R {
+                let x = &w[r][i];
+                let (s, m) = scales_and_mins(&x.scales);
+                scales[r] = s;
+                summ[r] = min_sum(m, pairs);
+                high_bits[r] = [load_u8(x.qh.as_ptr()), load_u8(x.qh.as_ptr().add(16))];
             }
-            let sumi = vaddvq_s32(acc);
-            let d = f16_to_f32(x.d.0) * y.d();
-            let dmin = f16_to_f32(x.dmin.0) * y.d();
-            sumf += d * sumi as f32 - dmin * summ as f32;
+            let (mask, one, two) = (vdupq_n_u8(0x0F), vdupq_n_u8(1), vdupq_n_u8(2));
+            let mut acc = [vdupq_n_s32(0); R];
+            for pair in 0..QK_K / 64 {
+                let act = load_64(y.qs.as_ptr().add(64 * pair));
+                for r in 0..R {
+                    let q = w[r][i].qs.as_ptr().add(32 * pair);
+                    let (q0, q1) = (load_u8(q), load_u8(q.add(16)));
+                    let [h0, h1] = high_bits[r];
+                    // Bit 0 of the shifted `qh` bytes is the fifth bit of group 2·pair,
+                    // bit 1 that of group 2·pair + 1.
+                    let low0 = vorrq_u8(vandq_u8(q0, mask), vshlq_n_u8(vandq_u8(h0, one), 4));
+                    let low1 = vorrq_u8(vandq_u8(q1, mask), vshlq_n_u8(vandq_u8(h1, one), 4));
+                    let high0 = vorrq_u8(vshrq_n_u8(q0, 4), vshlq_n_u8(vandq_u8(h0, two), 3));
+                    let high1 = vorrq_u8(vshrq_n_u8(q1, 4), vshlq_n_u8(vandq_u8(h1, two), 3));
+                    high_bits[r] = [vshrq_n_u8(h0, 2), vshrq_n_u8(h1, 2)];
+                    let low = dot_32::<D>(low0, low1, act[0], act[1]);
+                    let high = dot_32::<D>(high0, high1, act[2], act[3]);
+                    acc[r] = vmlaq_n_s32(acc[r], low, scales[r][2 * pair] as i32);
+                    acc[r] = vmlaq_n_s32(acc[r], high, scales[r][2 * pair + 1] as i32);
+                }
+            }
+            for r in 0..R {
+                let x = &w[r][i];
+                let d = f16_to_f32(x.d.0) * y.d();
+                let dmin = f16_to_f32(x.dmin.0) * y.d();
+                sumf[r] += d * vaddvq_s32(acc[r]) as f32 - dmin * summ[r] as f32;
+            }
         }
     }
     sumf
@@ -175,87 +243,177 @@ unsafe fn totals_4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> in
     unsafe { vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d)) }
 }
 
-/// Q6_K · Q8_K. Each 128-value half reads 64 `ql` bytes (low nibbles: values 0..64, high
-/// nibbles: values 64..128) and 32 `qh` bytes (2 bits per value, shifted by 0, 2, 4, 6
-/// for the four 32-value quarters); the unsigned 6-bit quants (0..64) are dotted as they
-/// are and the `-32` comes back as `-32 · Σ sc_j · bsum_j`.
+/// Q6_K · Q8_K for `R` rows. Each 128-value half reads 64 `ql` bytes (low nibbles:
+/// values 0..64, high nibbles: values 64..128) and 32 `qh` bytes (2 bits per value,
+/// shifted by 0, 2, 4, 6 for the four 32-value quarters); the unsigned 6-bit quants
+/// (0..64) are dotted as they are and the `-32` comes back as `-32 · Σ sc_j · bsum_j`.
 ///
 /// Integer bounds: a 16-value group sums at most 16 · 63 · 128 < 2^17, times a scale of
 /// magnitude <= 128, sixteen groups: < 2^28; the offset term 32 · 16 · 128 · 2048 = 2^27.
 ///
 /// # Panics
-/// If the block counts differ.
+/// If a row's block count differs from the activation row's.
 #[inline(always)]
-pub(crate) unsafe fn dot_q6_k<D: I8Dot>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
-    assert_eq!(w.len(), a.len(), "q6_K dot: block count mismatch");
-    let mut sumf = 0.0f32;
-    for (x, y) in w.iter().zip(a) {
-        // SAFETY: `ql` is 128 bytes, `qh` 64, `scales` 16 and the activation quants 256,
-        // all read within their fields; features per module contract.
+// Several per-row arrays are indexed by the same row number.
+#[allow(clippy::needless_range_loop)]
+pub(crate) unsafe fn rows_q6_k<D: I8Dot, const R: usize>(
+    w: [&[BlockQ6K]; R],
+    a: &[BlockQ8K],
+) -> [f32; R] {
+    check_rows(&w, a.len());
+    let mut sumf = [0.0f32; R];
+    for (i, y) in a.iter().enumerate() {
+        // SAFETY: block `i` exists in every row (checked); `ql` is 128 bytes, `qh` 64,
+        // `scales` 16 and the activation quants 256, all read within their fields;
+        // features per module contract.
         unsafe {
-            let scales = vld1q_s8(x.scales.as_ptr());
-            let scales_low = vmovl_s8(vget_low_s8(scales));
-            let scales_high = vmovl_high_s8(scales);
-            // The offset term, from the per-16 sums of the activations.
-            let sums = y.bsums.as_ptr().cast::<u8>();
-            let b0 = vreinterpretq_s16_u8(vld1q_u8(sums));
-            let b1 = vreinterpretq_s16_u8(vld1q_u8(sums.add(16)));
-            let offset = vaddvq_s32(vmlal_high_s16(
-                vmlal_s16(
-                    vmlal_high_s16(
-                        vmull_s16(vget_low_s16(b0), vget_low_s16(scales_low)),
-                        b0,
-                        scales_low,
-                    ),
-                    vget_low_s16(b1),
-                    vget_low_s16(scales_high),
-                ),
-                b1,
-                scales_high,
-            ));
-            // The sixteen scales as i32, four groups per vector.
-            let group_scales = [
-                vmovl_s16(vget_low_s16(scales_low)),
-                vmovl_high_s16(scales_low),
-                vmovl_s16(vget_low_s16(scales_high)),
-                vmovl_high_s16(scales_high),
-            ];
-            let mask = vdupq_n_u8(0x0F);
-            let two_bits = vdupq_n_u8(0x30);
-            let mut acc = vdupq_n_s32(0);
-            for half in 0..QK_K / 128 {
-                let ql = x.ql.as_ptr().add(64 * half);
-                let qh = x.qh.as_ptr().add(32 * half);
-                let l: [uint8x16_t; 4] = std::array::from_fn(|j| load_u8(ql.add(16 * j)));
-                let (h0, h1) = (load_u8(qh), load_u8(qh.add(16)));
-                // The eight 16-value groups of this half, in value order.
-                let q: [uint8x16_t; 8] = [
-                    vorrq_u8(vandq_u8(l[0], mask), vandq_u8(vshlq_n_u8(h0, 4), two_bits)),
-                    vorrq_u8(vandq_u8(l[1], mask), vandq_u8(vshlq_n_u8(h1, 4), two_bits)),
-                    vorrq_u8(vandq_u8(l[2], mask), vandq_u8(vshlq_n_u8(h0, 2), two_bits)),
-                    vorrq_u8(vandq_u8(l[3], mask), vandq_u8(vshlq_n_u8(h1, 2), two_bits)),
-                    vorrq_u8(vshrq_n_u8(l[0], 4), vandq_u8(h0, two_bits)),
-                    vorrq_u8(vshrq_n_u8(l[1], 4), vandq_u8(h1, two_bits)),
-                    vorrq_u8(vshrq_n_u8(l[2], 4), vandq_u8(vshrq_n_u8(h0, 2), two_bits)),
-                    vorrq_u8(vshrq_n_u8(l[3], 4), vandq_u8(vshrq_n_u8(h1, 2), two_bits)),
+            let (b0, b1) = bsums(y);
+            // Per row: the sixteen scales as i32 (four groups per vector) and the
+            // offset term Σ sc_j · bsum_j.
+            let mut group_scales = [[vdupq_n_s32(0); 4]; R];
+            let mut offset = [0i32; R];
+            for r in 0..R {
+                let scales = vld1q_s8(w[r][i].scales.as_ptr());
+                let low = vmovl_s8(vget_low_s8(scales));
+                let high = vmovl_high_s8(scales);
+                group_scales[r] = [
+                    vmovl_s16(vget_low_s16(low)),
+                    vmovl_high_s16(low),
+                    vmovl_s16(vget_low_s16(high)),
+                    vmovl_high_s16(high),
                 ];
-                let act = y.qs.as_ptr().add(128 * half);
-                // A plain loop, not `array::from_fn`: a closure is a function of its own
-                // without the entry point's target features, and `sdot` must be inlined
-                // into a `dotprod` function.
-                let mut dots = [vdupq_n_s32(0); 8];
-                for (g, (dot, q)) in dots.iter_mut().zip(q).enumerate() {
-                    *dot = D::dot(*dot, vreinterpretq_s8_u8(q), load_i8(act.add(16 * g)));
-                }
-                let first = totals_4(dots[0], dots[1], dots[2], dots[3]);
-                let second = totals_4(dots[4], dots[5], dots[6], dots[7]);
-                acc = vmlaq_s32(acc, first, group_scales[2 * half]);
-                acc = vmlaq_s32(acc, second, group_scales[2 * half + 1]);
+                let products =
+                    vmlal_high_s16(vmull_s16(vget_low_s16(b0), vget_low_s16(low)), b0, low);
+                let products = vmlal_s16(products, vget_low_s16(b1), vget_low_s16(high));
+                offset[r] = vaddvq_s32(vmlal_high_s16(products, b1, high));
             }
-            let sumi = vaddvq_s32(acc) - 32 * offset;
-            let d = f16_to_f32(x.d.0) * y.d();
-            sumf += d * sumi as f32;
+            let (mask, two_bits) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30));
+            let mut acc = [vdupq_n_s32(0); R];
+            for half in 0..QK_K / 128 {
+                let act_ptr = y.qs.as_ptr().add(128 * half);
+                let mut act = [vdupq_n_s8(0); 8];
+                for (g, v) in act.iter_mut().enumerate() {
+                    *v = load_i8(act_ptr.add(16 * g));
+                }
+                for r in 0..R {
+                    let ql = w[r][i].ql.as_ptr().add(64 * half);
+                    let qh = w[r][i].qh.as_ptr().add(32 * half);
+                    let l = [
+                        load_u8(ql),
+                        load_u8(ql.add(16)),
+                        load_u8(ql.add(32)),
+                        load_u8(ql.add(48)),
+                    ];
+                    let (h0, h1) = (load_u8(qh), load_u8(qh.add(16)));
+                    // The eight 16-value groups of this half, in value order.
+                    let q: [uint8x16_t; 8] = [
+                        vorrq_u8(vandq_u8(l[0], mask), vandq_u8(vshlq_n_u8(h0, 4), two_bits)),
+                        vorrq_u8(vandq_u8(l[1], mask), vandq_u8(vshlq_n_u8(h1, 4), two_bits)),
+                        vorrq_u8(vandq_u8(l[2], mask), vandq_u8(vshlq_n_u8(h0, 2), two_bits)),
+                        vorrq_u8(vandq_u8(l[3], mask), vandq_u8(vshlq_n_u8(h1, 2), two_bits)),
+                        vorrq_u8(vshrq_n_u8(l[0], 4), vandq_u8(h0, two_bits)),
+                        vorrq_u8(vshrq_n_u8(l[1], 4), vandq_u8(h1, two_bits)),
+                        vorrq_u8(vshrq_n_u8(l[2], 4), vandq_u8(vshrq_n_u8(h0, 2), two_bits)),
+                        vorrq_u8(vshrq_n_u8(l[3], 4), vandq_u8(vshrq_n_u8(h1, 2), two_bits)),
+                    ];
+                    // A plain loop, not `array::from_fn`: a closure is a function of its
+                    // own without the entry point's target features, and `sdot` must be
+                    // inlined into a `dotprod` function.
+                    let mut dots = [vdupq_n_s32(0); 8];
+                    for (g, dot) in dots.iter_mut().enumerate() {
+                        *dot = D::dot(*dot, vreinterpretq_s8_u8(q[g]), act[g]);
+                    }
+                    let first = totals_4(dots[0], dots[1], dots[2], dots[3]);
+                    let second = totals_4(dots[4], dots[5], dots[6], dots[7]);
+                    acc[r] = vmlaq_s32(acc[r], first, group_scales[r][2 * half]);
+                    acc[r] = vmlaq_s32(acc[r], second, group_scales[r][2 * half + 1]);
+                }
+            }
+            for r in 0..R {
+                let sumi = vaddvq_s32(acc[r]) - 32 * offset[r];
+                let d = f16_to_f32(w[r][i].d.0) * y.d();
+                sumf[r] += d * sumi as f32;
+            }
         }
     }
     sumf
+}
+
+/// A K-quant format's `R`-row kernel, for [`matvec`].
+pub(crate) trait RowsK {
+    type W: Block;
+    unsafe fn rows<D: I8Dot, const R: usize>(w: [&[Self::W]; R], a: &[BlockQ8K]) -> [f32; R];
+}
+
+pub(crate) struct Q4K;
+pub(crate) struct Q5K;
+pub(crate) struct Q6K;
+
+impl RowsK for Q4K {
+    type W = BlockQ4K;
+    #[inline(always)]
+    unsafe fn rows<D: I8Dot, const R: usize>(w: [&[BlockQ4K]; R], a: &[BlockQ8K]) -> [f32; R] {
+        // SAFETY: forwarded contract.
+        unsafe { rows_q4_k::<D, R>(w, a) }
+    }
+}
+
+impl RowsK for Q5K {
+    type W = BlockQ5K;
+    #[inline(always)]
+    unsafe fn rows<D: I8Dot, const R: usize>(w: [&[BlockQ5K]; R], a: &[BlockQ8K]) -> [f32; R] {
+        // SAFETY: forwarded contract.
+        unsafe { rows_q5_k::<D, R>(w, a) }
+    }
+}
+
+impl RowsK for Q6K {
+    type W = BlockQ6K;
+    #[inline(always)]
+    unsafe fn rows<D: I8Dot, const R: usize>(w: [&[BlockQ6K]; R], a: &[BlockQ8K]) -> [f32; R] {
+        // SAFETY: forwarded contract.
+        unsafe { rows_q6_k::<D, R>(w, a) }
+    }
+}
+
+/// The dot product of one weight row with one activation row.
+///
+/// # Panics
+/// If the block counts differ.
+#[inline(always)]
+pub(crate) unsafe fn dot_row<F: RowsK, D: I8Dot>(w: &[F::W], a: &[BlockQ8K]) -> f32 {
+    // SAFETY: forwarded contract.
+    unsafe { F::rows::<D, 1>([w], a)[0] }
+}
+
+/// `out[r] = dot(row r of w, a)` for consecutive weight rows of `row_bytes` bytes, two
+/// rows at a time.
+///
+/// # Panics
+/// If `w` is not `out.len()` rows, or a row does not match the activation row.
+#[inline(always)]
+pub(crate) unsafe fn matvec<F: RowsK, D: I8Dot>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &ActRow<'_>,
+    out: &mut [f32],
+) {
+    assert_eq!(w.len(), row_bytes * out.len(), "matvec: weight bytes");
+    if row_bytes == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let act: &[BlockQ8K] = as_blocks(a.bytes);
+    let mut out_pairs = out.chunks_exact_mut(2);
+    let mut w_pairs = w.chunks_exact(2 * row_bytes);
+    for (o, w) in (&mut out_pairs).zip(&mut w_pairs) {
+        let (w0, w1) = w.split_at(row_bytes);
+        // SAFETY: per module contract; the rows are checked by the kernel.
+        let r = unsafe { F::rows::<D, 2>([as_blocks(w0), as_blocks(w1)], act) };
+        o.copy_from_slice(&r);
+    }
+    if let [o] = out_pairs.into_remainder() {
+        // SAFETY: as above.
+        *o = unsafe { F::rows::<D, 1>([as_blocks(w_pairs.remainder())], act)[0] };
+    }
 }

@@ -18,7 +18,10 @@
 //!
 //! Modules: [`simd`] (the dot product, f16 conversions, loads), [`quantize`] (activation
 //! quantizers), [`dot32`] (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), [`dotk`] (Q4_K, Q5_K, Q6_K),
-//! [`float`] (F32, F16), [`ops`] (RMSNorm, softmax, SiLU, f16 helpers).
+//! [`float`] (F32, F16), [`ops`] (RMSNorm, softmax, SiLU, f16 helpers). The quantized
+//! formats also have a matrix-vector kernel that takes weight rows in pairs (one load of
+//! each activation block for two rows); the batched prompt matmul has no NEON kernel
+//! yet and runs these per token over cache-sized tiles of rows.
 
 mod dot32;
 mod dotk;
@@ -60,9 +63,11 @@ macro_rules! path_kernels {
         use tern_gguf::GgmlType;
 
         use super::dot32::{self, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
-        use super::{dotk, float};
+        use super::dotk::{self, Q4K, Q5K, Q6K};
+        use super::float;
         use crate::blocks::as_blocks;
-        use crate::quant::{DotFn, RowKernels};
+        use crate::matmul::ActRow;
+        use crate::quant::{DotFn, MatVecFn, RowKernels};
 
         entry!($features; fn dot_q4_0(w: &[u8], a: &[u8]) -> f32 =>
             dot32::dot_row::<Q4_0, $dot>(as_blocks(w), as_blocks(a)));
@@ -75,34 +80,52 @@ macro_rules! path_kernels {
         entry!($features; fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 =>
             dot32::dot_row::<Q8_0, $dot>(as_blocks(w), as_blocks(a)));
         entry!($features; fn dot_q4_k(w: &[u8], a: &[u8]) -> f32 =>
-            dotk::dot_q4_k::<$dot>(as_blocks(w), as_blocks(a)));
+            dotk::dot_row::<Q4K, $dot>(as_blocks(w), as_blocks(a)));
         entry!($features; fn dot_q5_k(w: &[u8], a: &[u8]) -> f32 =>
-            dotk::dot_q5_k::<$dot>(as_blocks(w), as_blocks(a)));
+            dotk::dot_row::<Q5K, $dot>(as_blocks(w), as_blocks(a)));
         entry!($features; fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 =>
-            dotk::dot_q6_k::<$dot>(as_blocks(w), as_blocks(a)));
+            dotk::dot_row::<Q6K, $dot>(as_blocks(w), as_blocks(a)));
         entry!($features; fn dot_f32(w: &[u8], a: &[u8]) -> f32 =>
             float::dot_f32_bytes(w, a));
         entry!($features; fn dot_f16(w: &[u8], a: &[u8]) -> f32 =>
             float::dot_f16_bytes(w, a));
 
+        entry!($features; fn matvec_q4_0(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q4_0, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q4_1(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q4_1, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q5_0(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q5_0, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q5_1(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q5_1, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q8_0(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dot32::matvec::<Q8_0, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q4_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dotk::matvec::<Q4K, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q5_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dotk::matvec::<Q5K, $dot>(w, rb, a, out));
+        entry!($features; fn matvec_q6_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
+            dotk::matvec::<Q6K, $dot>(w, rb, a, out));
+
         /// This path's kernels for weights of type `ty`; types it has no NEON kernel
         /// for get the scalar ones.
         pub(crate) fn weights(ty: GgmlType) -> Option<RowKernels> {
             let mut k = crate::quant::scalar_row_kernels(ty)?;
-            let dot: DotFn = match ty {
-                GgmlType::Q4_0 => dot_q4_0,
-                GgmlType::Q4_1 => dot_q4_1,
-                GgmlType::Q5_0 => dot_q5_0,
-                GgmlType::Q5_1 => dot_q5_1,
-                GgmlType::Q8_0 => dot_q8_0,
-                GgmlType::Q4_K => dot_q4_k,
-                GgmlType::Q5_K => dot_q5_k,
-                GgmlType::Q6_K => dot_q6_k,
-                GgmlType::F32 => dot_f32,
-                GgmlType::F16 => dot_f16,
+            let (dot, matvec): (DotFn, Option<MatVecFn>) = match ty {
+                GgmlType::Q4_0 => (dot_q4_0, Some(matvec_q4_0)),
+                GgmlType::Q4_1 => (dot_q4_1, Some(matvec_q4_1)),
+                GgmlType::Q5_0 => (dot_q5_0, Some(matvec_q5_0)),
+                GgmlType::Q5_1 => (dot_q5_1, Some(matvec_q5_1)),
+                GgmlType::Q8_0 => (dot_q8_0, Some(matvec_q8_0)),
+                GgmlType::Q4_K => (dot_q4_k, Some(matvec_q4_k)),
+                GgmlType::Q5_K => (dot_q5_k, Some(matvec_q5_k)),
+                GgmlType::Q6_K => (dot_q6_k, Some(matvec_q6_k)),
+                GgmlType::F32 => (dot_f32, None),
+                GgmlType::F16 => (dot_f16, None),
                 _ => return Some(k),
             };
             k.dot = dot;
+            k.matvec = matvec;
             Some(k)
         }
     };
