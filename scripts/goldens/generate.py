@@ -188,15 +188,18 @@ def build_oracle(ref: Reference, out_dir: Path) -> Path:
     return exe
 
 
-def run_oracle(exe: Path, model: Path, prompts: list[dict], extra: list[str]) -> dict:
+def run_oracle(exe: Path, model: Path, prompts: list[dict], extra: list[str], lib_dir: str | None = None) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as f:
         for p in prompts:
             f.write(f"{p['id']}\t{p['bytes'].hex()}\n")
         tsv = f.name
     try:
         t0 = time.monotonic()
+        env = dict(os.environ)
+        if lib_dir:  # another build of the ggml libraries, found before the RUNPATH
+            env["LD_LIBRARY_PATH"] = lib_dir
         out = subprocess.run(
-            [str(exe), str(model), tsv, *extra], check=True, capture_output=True
+            [str(exe), str(model), tsv, *extra], check=True, capture_output=True, env=env
         ).stdout
         log(f"  oracle {' '.join(extra) or '(defaults)'}: {time.monotonic() - t0:.1f} s")
     finally:
@@ -506,7 +509,7 @@ def generate_model(ref: Reference, oracle: Path, prompt_set: dict, model_key: st
         if p["id"].startswith("long-") and len(r["tokens"]) < long_min:
             sys.exit(f"goldens: prompt {p['id']} has {len(r['tokens'])} tokens on {model_key}, needs {long_min}")
 
-    def variant(extra: list[str], only_long: bool = False) -> dict:
+    def variant(extra: list[str], only_long: bool = False, lib_dir: str | None = None) -> dict:
         # A few short prompts and every long one: the long ones are where settings
         # matter (split-KV decoding, the sliding-window ring), and 2-thread runs are
         # very slow on a machine whose cores are busy with other work.
@@ -515,7 +518,7 @@ def generate_model(ref: Reference, oracle: Path, prompt_set: dict, model_key: st
             for i, p in enumerate(prompts)
             if p["id"].startswith("long-") or (not only_long and p["id"] in VARIANT_SHORT_PROMPTS)
         ]
-        other = run_oracle(oracle, model, [prompts[i] for i in keep], extra)
+        other = run_oracle(oracle, model, [prompts[i] for i in keep], extra, lib_dir)
         subset = {**base, "results": [results[i] for i in keep]}
         return {"prompts": [prompts[i]["id"] for i in keep], **compare_runs(subset, other)}
 
@@ -525,6 +528,11 @@ def generate_model(ref: Reference, oracle: Path, prompt_set: dict, model_key: st
         checks["no_repack"] = variant(["--threads", "1", "--no-repack"])
         if base["model"]["n_swa"] > 0:
             checks["swa_full"] = variant(["--threads", "1", "--swa-full"], only_long=True)
+    if args.ggml_cpu_lib:
+        checks["ggml_cpu_lib"] = {
+            "dir": args.ggml_cpu_lib,
+            **variant(["--threads", "1"], lib_dir=args.ggml_cpu_lib),
+        }
     by_id = {p["id"]: (p, r) for p, r in zip(prompts, results)}
     completion_ids = [i for i in args.completion_check if i in by_id]
     completion_ids += [p["id"] for p in prompts if p["id"].startswith("chat-full-")]
@@ -701,6 +709,11 @@ def main() -> None:
         nargs="*",
         default=["short-word-hello", "code-python-fib", "uni-emoji", "long-kjv-genesis"],
         help="prompt ids also run through llama-completion (chat-full-* are always added)",
+    )
+    ap.add_argument(
+        "--ggml-cpu-lib",
+        help="a folder with another build of libggml-cpu.so (e.g. without AVX-512): also run the "
+        "variant prompts against it and record the differences as checks.ggml_cpu_lib",
     )
     args = ap.parse_args()
 
