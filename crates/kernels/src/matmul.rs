@@ -128,6 +128,13 @@ impl GemmOut {
         }
     }
 
+    /// A pointer to the output of token `t` for rows `rows` (for SIMD stores; writing
+    /// through it has the same contract as [`GemmOut::row_slice`]).
+    pub(crate) fn row_ptr(&self, t: usize, rows: Range<usize>) -> *mut f32 {
+        assert!(t < self.n_tokens && rows.start <= rows.end && rows.end <= self.stride);
+        self.ptr.wrapping_add(t * self.stride + rows.start)
+    }
+
     /// The output of token `t` for rows `rows`.
     ///
     /// # Safety

@@ -5,9 +5,10 @@
 //! unaligned addresses.
 //!
 //! Exact data must give the scalar result bit for bit; random data must be within the
-//! bound of `simd_dot` for every output element. And the matmul split over a thread
-//! pool (2 and 3 threads) must give exactly the single-threaded result, whatever the
-//! kernel.
+//! bound of `simd_dot` for every output element. Below `GEMM_MIN_TOKENS` tokens the
+//! matmul must equal `vec_dot` row by row, bit for bit. And the matmul split over a
+//! thread pool (2 and 3 threads) must give exactly the single-threaded result, whatever
+//! the kernel.
 
 mod simd_support;
 
@@ -15,6 +16,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use simd_support::*;
 use tern_gguf::GgmlType;
+use tern_kernels::matmul::GEMM_MIN_TOKENS;
 use tern_kernels::pool::ThreadPool;
 use tern_kernels::{KernelPath, Kernels, QuantizedActivations, WeightMatrix};
 
@@ -121,6 +123,15 @@ fn check_matmul(ty: GgmlType, path: KernelPath) {
                             s,
                             bound
                         );
+                    }
+                }
+            }
+            if tokens < GEMM_MIN_TOKENS {
+                // Row by row, the matmul and `vec_dot` run the same arithmetic.
+                for t in 0..tokens {
+                    for r in 0..rows {
+                        let single = k.vec_dot(ty, w.row(r), acts.row(t), p.cols).unwrap();
+                        prop_assert_eq!(got[t * rows + r].to_bits(), single.to_bits());
                     }
                 }
             }

@@ -2,14 +2,15 @@
 //! derived layouts the SIMD kernels read, computed once per quantization so that every
 //! weight row (and every thread) reuses them.
 //!
-//! - One row (decode) of Q8_0 / Q8_1: [`PairedRow`], the quants of each pair of blocks
-//!   interleaved the way two 4-bit weight blocks unpack in one 256-bit register
-//!   (`[a0[0..16], a1[0..16], a0[16..32], a1[16..32]]`), the block scales as f32, and
-//!   per block the negated quant sum (to fold a weight offset such as Q4_0's `-8` into
-//!   the integer dot product) and the `s` term of the weight minimums.
+//! - Fewer rows than [`GEMM_MIN_TOKENS`] (decode) of Q8_0 / Q8_1: per row a
+//!   [`PairedRow`], the quants of each pair of blocks interleaved the way two 4-bit
+//!   weight blocks unpack in one 256-bit register (`[a0[0..16], a1[0..16], a0[16..32],
+//!   a1[16..32]]`), the block scales as f32, and per block the negated quant sum (to
+//!   fold a weight offset such as Q4_0's `-8` into the integer dot product) and the `s`
+//!   term of the weight minimums.
 //! - Several rows (prompt): [`GemmActivations`], the quants of all rows as one plain
-//!   `i8` matrix in value order, and per 32 values the scale and the `s` term, per 16
-//!   values the quant sum.
+//!   `i8` matrix in value order, and per 32 values the scale, the `s` term and the
+//!   negated quant sum, per 16 values the negated quant sum.
 //!
 //! Both are plain data derived from the ggml blocks by portable code; paths without a
 //! kernel that reads them ignore them.
@@ -37,7 +38,7 @@ pub struct QuantizedActivations {
     nsum: Vec<i32>,
     d: Vec<f32>,
     s: Vec<f32>,
-    sum16: Vec<i32>,
+    nsum16: Vec<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,24 +77,27 @@ pub(crate) struct PairedRow<'a> {
 }
 
 /// The activations of a batched matmul in the layout its kernels read (see the module
-/// docs). `qs` is `n_tokens × cols` quants; `d` and `s` have one entry per token and
-/// 32-value chunk: the activation scale (a Q8_K block's scale repeated over its chunks)
-/// and the factor the weight minimums multiply (Q8_1: the stored `s`; Q8_0 and Q8_K:
-/// `d` times the chunk's quant sum); `sum16` has the quant sum of every 16 values.
+/// docs). `qs` is `n_tokens × cols` quants; `d`, `s` and `nsum32` have one entry per
+/// token and 32-value chunk: the activation scale (a Q8_K block's scale repeated over
+/// its chunks), the factor the weight minimums multiply (Q8_1: the stored `s`; Q8_0 and
+/// Q8_K: `d` times the chunk's quant sum), and the negated quant sum; `nsum16` has the
+/// negated quant sum of every 16 values.
 #[derive(Clone, Copy, Debug)]
-#[allow(dead_code)] // read by the batched kernels
 pub(crate) struct GemmActivations<'a> {
     pub n_tokens: usize,
     pub cols: usize,
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub s: &'a [f32],
-    pub sum16: &'a [i32],
+    pub nsum32: &'a [i32],
+    pub nsum16: &'a [i32],
 }
 
 /// From this many tokens on, a matmul uses the batched kernels (when the path has one
 /// for the weight type); fewer go through the matrix-vector kernels token by token.
-pub const GEMM_MIN_TOKENS: usize = 2;
+/// Packing a panel costs about as much as four matrix-vector products of it (measured
+/// on Zen 5 with the `matmul` benchmarks), so below four tokens it does not pay.
+pub const GEMM_MIN_TOKENS: usize = 4;
 
 /// A 32-value activation block's scale, stored `s` (Q8_1 only) and quants.
 trait Act32: Block {
@@ -126,7 +130,7 @@ impl QuantizedActivations {
             nsum: Vec::new(),
             d: Vec::new(),
             s: Vec::new(),
-            sum16: Vec::new(),
+            nsum16: Vec::new(),
         }
     }
 
@@ -234,7 +238,7 @@ impl QuantizedActivations {
     fn prepare(&mut self) {
         if self.n_rows >= GEMM_MIN_TOKENS {
             self.prepare_gemm();
-        } else if self.n_rows == 1 {
+        } else {
             match self.ty {
                 GgmlType::Q8_0 => self.prepare_paired::<BlockQ8_0>(),
                 GgmlType::Q8_1 => self.prepare_paired::<BlockQ8_1>(),
@@ -243,42 +247,50 @@ impl QuantizedActivations {
         }
     }
 
-    /// Fills the [`PairedRow`] buffers from the single row's blocks.
+    /// Fills the [`PairedRow`] buffers from the blocks of every row.
     fn prepare_paired<B: Act32>(&mut self) {
-        let blocks: &[B] = as_blocks(&self.data[..self.row_bytes]);
-        let nb = blocks.len();
-        let pairs = nb.div_ceil(2);
-        let padded = nb.next_multiple_of(8);
+        let nb = self.cols / 32;
+        let (pairs, padded) = (nb.div_ceil(2), nb.next_multiple_of(8));
+        let n = self.n_rows;
         self.qs.clear();
-        self.qs.resize(pairs * 64, 0);
+        self.qs.resize(n * pairs * 64, 0);
         self.nsum.clear();
-        self.nsum.resize(pairs * 8, 0);
+        self.nsum.resize(n * pairs * 8, 0);
         self.d.clear();
-        self.d.resize(padded, 0.0);
+        self.d.resize(n * padded, 0.0);
         self.s.clear();
-        self.s.resize(padded, 0.0);
-        for (b, block) in blocks.iter().enumerate() {
-            let (d, s, q) = block.parts();
-            let (p, half) = (b / 2, b % 2);
-            let base = p * 64 + half * 16;
-            self.qs[base..base + 16].copy_from_slice(&q[..16]);
-            self.qs[base + 32..base + 48].copy_from_slice(&q[16..]);
-            let sum: i32 = q.iter().map(|&v| v as i32).sum();
-            self.nsum[p * 8 + half * 4] = -sum;
-            self.d[b] = d;
-            self.s[b] = s.unwrap_or(d * sum as f32);
+        self.s.resize(n * padded, 0.0);
+        for t in 0..n {
+            let blocks: &[B] = as_blocks(&self.data[t * self.row_bytes..][..self.row_bytes]);
+            let qs = &mut self.qs[t * pairs * 64..][..pairs * 64];
+            let nsum = &mut self.nsum[t * pairs * 8..][..pairs * 8];
+            let d = &mut self.d[t * padded..][..padded];
+            let s = &mut self.s[t * padded..][..padded];
+            for (b, block) in blocks.iter().enumerate() {
+                let (bd, bs, q) = block.parts();
+                let (p, half) = (b / 2, b % 2);
+                let base = p * 64 + half * 16;
+                qs[base..base + 16].copy_from_slice(&q[..16]);
+                qs[base + 32..base + 48].copy_from_slice(&q[16..]);
+                let sum: i32 = q.iter().map(|&v| v as i32).sum();
+                nsum[p * 8 + half * 4] = -sum;
+                d[b] = bd;
+                s[b] = bs.unwrap_or(bd * sum as f32);
+            }
         }
         self.derived = Derived::Paired;
     }
 
-    /// Fills the [`GemmActivations`] buffers from the blocks.
+    /// Fills the [`GemmActivations`] buffers from the blocks: `nsum` holds the
+    /// per-32 negated sums here, `nsum16` the per-16 ones.
     fn prepare_gemm(&mut self) {
         let (n, cols) = (self.n_rows, self.cols);
         let chunks = cols / 32;
         self.qs.resize(n * cols, 0);
         self.d.resize(n * chunks, 0.0);
         self.s.resize(n * chunks, 0.0);
-        self.sum16.resize(n * cols / 16, 0);
+        self.nsum.resize(n * chunks, 0);
+        self.nsum16.resize(n * cols / 16, 0);
         match self.ty {
             GgmlType::Q8_0 => self.prepare_gemm_32::<BlockQ8_0>(),
             GgmlType::Q8_1 => self.prepare_gemm_32::<BlockQ8_1>(),
@@ -291,12 +303,13 @@ impl QuantizedActivations {
                         self.qs[at..at + QK_K].copy_from_slice(&b.qs);
                         let bd = b.d();
                         for j in 0..QK_K / 16 {
-                            self.sum16[at / 16 + j] = b.bsum(j) as i32;
+                            self.nsum16[at / 16 + j] = -(b.bsum(j) as i32);
                         }
                         for j in 0..QK_K / 32 {
                             let pair = b.bsum(2 * j) as i32 + b.bsum(2 * j + 1) as i32;
                             self.d[at / 32 + j] = bd;
                             self.s[at / 32 + j] = bd * pair as f32;
+                            self.nsum[at / 32 + j] = -pair;
                         }
                     }
                 }
@@ -316,8 +329,9 @@ impl QuantizedActivations {
                 self.qs[c * 32..(c + 1) * 32].copy_from_slice(qs);
                 let lo: i32 = qs[..16].iter().map(|&q| q as i32).sum();
                 let hi: i32 = qs[16..].iter().map(|&q| q as i32).sum();
-                self.sum16[2 * c] = lo;
-                self.sum16[2 * c + 1] = hi;
+                self.nsum16[2 * c] = -lo;
+                self.nsum16[2 * c + 1] = -hi;
+                self.nsum[c] = -(lo + hi);
                 self.d[c] = d;
                 self.s[c] = s.unwrap_or(d * (lo + hi) as f32);
             }
@@ -326,12 +340,14 @@ impl QuantizedActivations {
 
     /// Row `t` for the matrix-vector kernels.
     pub(crate) fn act_row(&self, t: usize) -> ActRow<'_> {
-        let paired = (self.derived == Derived::Paired && t == 0).then(|| PairedRow {
-            blocks: self.cols / 32,
-            qs: &self.qs,
-            nsum: &self.nsum,
-            d: &self.d,
-            s: &self.s,
+        let nb = self.cols / 32;
+        let (pairs, padded) = (nb.div_ceil(2), nb.next_multiple_of(8));
+        let paired = (self.derived == Derived::Paired).then(|| PairedRow {
+            blocks: nb,
+            qs: &self.qs[t * pairs * 64..][..pairs * 64],
+            nsum: &self.nsum[t * pairs * 8..][..pairs * 8],
+            d: &self.d[t * padded..][..padded],
+            s: &self.s[t * padded..][..padded],
         });
         ActRow {
             bytes: self.row(t),
@@ -347,7 +363,8 @@ impl QuantizedActivations {
             qs: &self.qs[..self.n_rows * self.cols],
             d: &self.d[..self.n_rows * self.cols / 32],
             s: &self.s[..self.n_rows * self.cols / 32],
-            sum16: &self.sum16[..self.n_rows * self.cols / 16],
+            nsum32: &self.nsum[..self.n_rows * self.cols / 32],
+            nsum16: &self.nsum16[..self.n_rows * self.cols / 16],
         })
     }
 

@@ -1,54 +1,39 @@
 //! Dot products of the 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with their
 //! 8-bit activation blocks, on 256-bit registers — the decode (matrix-vector) kernels.
 //!
-//! Per block, as llama.cpp's AVX2 `ggml_vec_dot_q*_q8_*` (ggml-cpu/arch/x86/quants.c):
-//! the weight quants are expanded to 32 bytes, multiplied with the 32 activation quants
-//! into 8 exact i32 lane sums ([`I8Dot`]), converted to f32 and accumulated with one
-//! fused multiply-add by `d_w * d_a`. Differences from llama.cpp, for speed: blocks
-//! alternate between two accumulators (a single one makes every block wait for the
-//! previous block's FMA), and Q4_1/Q5_1's `m * s` terms go to two scalar sums the same
-//! way. The integer part is exact; only the f32 summation order differs from the scalar
-//! reference (the tests name the tolerance and check exactness on inputs whose sums are
-//! exact in any order).
+//! The kernel reads the activation row in the paired layout that
+//! [`crate::QuantizedActivations`] prepares ([`PairedRow`]): two weight blocks unpack
+//! into one register pair (the 16 low nibbles of both blocks, then the 16 high ones),
+//! are multiplied with the 64 paired activation bytes into 8 exact i32 lane sums (lanes
+//! 0..4 for the first block, 4..8 for the second: `vpmaddubsw`+`vpmaddwd` or VNNI's
+//! `vpdpbusd`, [`I8Dot`]), converted to f32 and accumulated with one fused multiply-add
+//! by `d_w · d_a`. Compared with llama.cpp's AVX2 `ggml_vec_dot_q*_q8_*`
+//! (ggml-cpu/arch/x86/quants.c), which handles one block at a time with the sign trick,
+//! it halves the instructions per block:
+//! - the offsets of Q4_0 / Q5_0 / Q8_0 (`q - 8`, `q - 16`, `q + 128` stored unsigned)
+//!   enter the exact integer sum as `offset · (-Σa)` from the prepared sums, instead of
+//!   a subtraction and two sign operations per block (Q8_0 keeps the sign trick where
+//!   the 8-bit product is `vpmaddubsw`, which could saturate on `w + 128`);
+//! - the weight scales (and Q4_1/Q5_1 minimums) of 8 blocks are widened from f16 in one
+//!   instruction and multiplied by the prepared f32 activation scales; the `m · s`
+//!   terms go to their own vector accumulator;
+//! - pairs alternate between two accumulators, so no FMA waits for the previous one.
 //!
-//! Two kernels per format:
-//! - [`dot_row`] reads ggml's blocks as they are (the `vec_dot` entry point); signed
-//!   weight quants (Q4_0, Q5_0, Q8_0) use the sign trick ([`dot_i8`]), the unsigned ones
-//!   (Q4_1, Q5_1) go straight into `vpmaddubsw`/`vpdpbusd`;
-//! - [`matvec`] is the decode kernel, which reads the activation row in the paired
-//!   layout that [`crate::QuantizedActivations`] prepares ([`PairedRow`]): two weight
-//!   blocks unpack into one register pair (the 16 low nibbles of both blocks, then the
-//!   16 high ones), the offsets of Q4_0 / Q5_0 / Q8_0 (`q - 8`, `q - 16`, `q + 128`)
-//!   enter the exact integer sum as `offset · (-Σa)` from the prepared sums instead of a
-//!   per-byte subtraction, and the weight scales of 8 blocks are widened from f16 in one
-//!   instruction and multiplied by the prepared f32 activation scales. That halves the
-//!   instructions per block against [`dot_row`]; the result is the same up to the f32
-//!   summation order.
+//! The byte-level `vec_dot` entry point ([`dot_row`]) builds the paired layout of each
+//! group of 8 blocks on the stack and runs the same group step, so it gives the same
+//! bits as the matrix-vector kernel. The integer part is exact; only the f32 summation
+//! order differs from the scalar reference (the tests name the tolerance and check
+//! exactness on inputs whose sums are exact in any order).
 
 use std::arch::x86_64::*;
 
 use super::simd::{
-    I8Dot, bytes_from_bits_32, dot_i8, f16_mul, f16_pairs_to_f32, hsum_f32_8, load_halves,
-    load_low_half, load32, nibbles_32,
+    I8Dot, dot_i8, f16_pairs_to_f32, hsum_f32_8, load_halves, load_low_half, load32,
 };
 use crate::blocks::{
     Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, as_blocks,
 };
 use crate::matmul::{ActRow, PairedRow};
-
-/// One 32-value weight format and its activation format.
-pub(crate) trait Format32 {
-    type W: Block;
-    type A: Block;
-    /// Whether blocks carry a minimum (`m * s` term).
-    const MIN: bool;
-    /// The 8 i32 lane sums of `q_w · q_a` (exact).
-    unsafe fn ints<D: I8Dot>(w: &Self::W, a: &Self::A) -> __m256i;
-    /// `d_w * d_a`.
-    unsafe fn scale(w: &Self::W, a: &Self::A) -> f32;
-    /// `m_w * s_a` (formats with a minimum).
-    unsafe fn min_term(w: &Self::W, a: &Self::A) -> f32;
-}
 
 pub(crate) struct Q4_0;
 pub(crate) struct Q4_1;
@@ -56,173 +41,11 @@ pub(crate) struct Q5_0;
 pub(crate) struct Q5_1;
 pub(crate) struct Q8_0;
 
-fn bits(d: crate::blocks::F16Le) -> u16 {
-    u16::from_le_bytes(d.0)
-}
-
-impl Format32 for Q4_0 {
-    type W = BlockQ4_0;
-    type A = BlockQ8_0;
-    const MIN: bool = false;
-    #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ4_0, a: &BlockQ8_0) -> __m256i {
-        // SAFETY: the fields are 16 and 32 bytes long; features per module contract.
-        unsafe {
-            let q = _mm256_sub_epi8(nibbles_32(w.qs.as_ptr()), _mm256_set1_epi8(8));
-            dot_i8::<D>(_mm256_setzero_si256(), q, load32(a.qs.as_ptr().cast()))
-        }
-    }
-    #[inline(always)]
-    unsafe fn scale(w: &BlockQ4_0, a: &BlockQ8_0) -> f32 {
-        // SAFETY: F16C per module contract.
-        unsafe { f16_mul(bits(w.d), bits(a.d)) }
-    }
-    #[inline(always)]
-    unsafe fn min_term(_: &BlockQ4_0, _: &BlockQ8_0) -> f32 {
-        0.0
-    }
-}
-
-impl Format32 for Q4_1 {
-    type W = BlockQ4_1;
-    type A = BlockQ8_1;
-    const MIN: bool = true;
-    #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ4_1, a: &BlockQ8_1) -> __m256i {
-        // SAFETY: the fields are 16 and 32 bytes long; quants <= 15 cannot saturate.
-        unsafe {
-            let q = nibbles_32(w.qs.as_ptr());
-            D::dot(_mm256_setzero_si256(), q, load32(a.qs.as_ptr().cast()))
-        }
-    }
-    #[inline(always)]
-    unsafe fn scale(w: &BlockQ4_1, a: &BlockQ8_1) -> f32 {
-        // SAFETY: F16C per module contract.
-        unsafe { f16_mul(bits(w.d), bits(a.d)) }
-    }
-    #[inline(always)]
-    unsafe fn min_term(w: &BlockQ4_1, a: &BlockQ8_1) -> f32 {
-        // SAFETY: F16C per module contract.
-        unsafe { f16_mul(bits(w.m), bits(a.s)) }
-    }
-}
-
-impl Format32 for Q5_0 {
-    type W = BlockQ5_0;
-    type A = BlockQ8_0;
-    const MIN: bool = false;
-    #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ5_0, a: &BlockQ8_0) -> __m256i {
-        // SAFETY: the fields are 16 and 32 bytes long; features per module contract.
-        unsafe {
-            // q - 16 as a signed byte: the nibble when the fifth bit is set, the nibble
-            // with the top four bits set (nibble - 16) when it is clear.
-            let high = _mm256_andnot_si256(
-                bytes_from_bits_32(w.high_bits()),
-                _mm256_set1_epi8(0xF0u8 as i8),
-            );
-            let q = _mm256_or_si256(nibbles_32(w.qs.as_ptr()), high);
-            dot_i8::<D>(_mm256_setzero_si256(), q, load32(a.qs.as_ptr().cast()))
-        }
-    }
-    #[inline(always)]
-    unsafe fn scale(w: &BlockQ5_0, a: &BlockQ8_0) -> f32 {
-        // SAFETY: F16C per module contract.
-        unsafe { f16_mul(bits(w.d), bits(a.d)) }
-    }
-    #[inline(always)]
-    unsafe fn min_term(_: &BlockQ5_0, _: &BlockQ8_0) -> f32 {
-        0.0
-    }
-}
-
-impl Format32 for Q5_1 {
-    type W = BlockQ5_1;
-    type A = BlockQ8_1;
-    const MIN: bool = true;
-    #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ5_1, a: &BlockQ8_1) -> __m256i {
-        // SAFETY: the fields are 16 and 32 bytes long; quants <= 31 cannot saturate.
-        unsafe {
-            let q = D::add_where_bits(nibbles_32(w.qs.as_ptr()), w.high_bits(), 0x10);
-            D::dot(_mm256_setzero_si256(), q, load32(a.qs.as_ptr().cast()))
-        }
-    }
-    #[inline(always)]
-    unsafe fn scale(w: &BlockQ5_1, a: &BlockQ8_1) -> f32 {
-        // SAFETY: F16C per module contract.
-        unsafe { f16_mul(bits(w.d), bits(a.d)) }
-    }
-    #[inline(always)]
-    unsafe fn min_term(w: &BlockQ5_1, a: &BlockQ8_1) -> f32 {
-        // SAFETY: F16C per module contract.
-        unsafe { f16_mul(bits(w.m), bits(a.s)) }
-    }
-}
-
-impl Format32 for Q8_0 {
-    type W = BlockQ8_0;
-    type A = BlockQ8_0;
-    const MIN: bool = false;
-    #[inline(always)]
-    unsafe fn ints<D: I8Dot>(w: &BlockQ8_0, a: &BlockQ8_0) -> __m256i {
-        // SAFETY: both fields are 32 bytes long; features per module contract. A weight
-        // quant of -128 (never written by ggml's quantizer, possible in a crafted file)
-        // keeps the sign trick exact: |-128| reads as the unsigned byte 128.
-        unsafe {
-            dot_i8::<D>(
-                _mm256_setzero_si256(),
-                load32(w.qs.as_ptr().cast()),
-                load32(a.qs.as_ptr().cast()),
-            )
-        }
-    }
-    #[inline(always)]
-    unsafe fn scale(w: &BlockQ8_0, a: &BlockQ8_0) -> f32 {
-        // SAFETY: F16C per module contract.
-        unsafe { f16_mul(bits(w.d), bits(a.d)) }
-    }
-    #[inline(always)]
-    unsafe fn min_term(_: &BlockQ8_0, _: &BlockQ8_0) -> f32 {
-        0.0
-    }
-}
-
-/// The dot product of one weight row with one activation row (same block count).
-#[inline(always)]
-pub(crate) unsafe fn dot_row<F: Format32, D: I8Dot>(w: &[F::W], a: &[F::A]) -> f32 {
-    assert_eq!(w.len(), a.len(), "dot: block count mismatch");
-    // SAFETY: AVX2/FMA/F16C per module contract; blocks are read through references.
-    unsafe {
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let (mut min0, mut min1) = (0.0f32, 0.0f32);
-        let mut pairs_w = w.chunks_exact(2);
-        let mut pairs_a = a.chunks_exact(2);
-        for (pw, pa) in (&mut pairs_w).zip(&mut pairs_a) {
-            let q0 = _mm256_cvtepi32_ps(F::ints::<D>(&pw[0], &pa[0]));
-            let q1 = _mm256_cvtepi32_ps(F::ints::<D>(&pw[1], &pa[1]));
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(F::scale(&pw[0], &pa[0])), q0, acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(F::scale(&pw[1], &pa[1])), q1, acc1);
-            if F::MIN {
-                min0 += F::min_term(&pw[0], &pa[0]);
-                min1 += F::min_term(&pw[1], &pa[1]);
-            }
-        }
-        if let (Some(w), Some(a)) = (pairs_w.remainder().first(), pairs_a.remainder().first()) {
-            let q = _mm256_cvtepi32_ps(F::ints::<D>(w, a));
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(F::scale(w, a)), q, acc0);
-            if F::MIN {
-                min0 += F::min_term(w, a);
-            }
-        }
-        hsum_f32_8(_mm256_add_ps(acc0, acc1)) + (min0 + min1)
-    }
-}
-
 /// The integer half of the paired decode kernel for one weight format.
 pub(crate) trait Paired {
     type W: Block;
+    /// The activation block type (for [`dot_row`]).
+    type A: ActBlock;
     /// Whether blocks carry a minimum (`m * s` term).
     const MIN: bool;
     /// The exact i32 dot products of two blocks with their paired activations: lanes
@@ -293,6 +116,7 @@ unsafe fn offset_init<const SHIFT: i32>(nsum: *const i32) -> __m256i {
 
 impl Paired for Q4_0 {
     type W = BlockQ4_0;
+    type A = BlockQ8_0;
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn pair<D: I8Dot>(
@@ -311,6 +135,7 @@ impl Paired for Q4_0 {
 
 impl Paired for Q4_1 {
     type W = BlockQ4_1;
+    type A = BlockQ8_1;
     const MIN: bool = true;
     #[inline(always)]
     unsafe fn pair<D: I8Dot>(
@@ -329,6 +154,7 @@ impl Paired for Q4_1 {
 
 impl Paired for Q5_0 {
     type W = BlockQ5_0;
+    type A = BlockQ8_0;
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn pair<D: I8Dot>(
@@ -349,6 +175,7 @@ impl Paired for Q5_0 {
 
 impl Paired for Q5_1 {
     type W = BlockQ5_1;
+    type A = BlockQ8_1;
     const MIN: bool = true;
     #[inline(always)]
     unsafe fn pair<D: I8Dot>(
@@ -369,6 +196,7 @@ impl Paired for Q5_1 {
 
 impl Paired for Q8_0 {
     type W = BlockQ8_0;
+    type A = BlockQ8_0;
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn pair<D: I8Dot>(
@@ -438,7 +266,7 @@ unsafe fn scales8<W: Block>(w: &[W; 8]) -> (__m256, __m256) {
 }
 
 /// [`scales8`] for the last, partial group (fewer than 8 blocks; missing lanes zero).
-#[inline(never)]
+#[inline(always)]
 unsafe fn scales_tail<W: Block>(w: &[W]) -> (__m256, __m256) {
     let mut lanes = [0i32; 8];
     for (lane, block) in lanes.iter_mut().zip(w) {
@@ -448,85 +276,146 @@ unsafe fn scales_tail<W: Block>(w: &[W]) -> (__m256, __m256) {
     unsafe { f16_pairs_to_f32(load32(lanes.as_ptr().cast())) }
 }
 
-/// Adds the pairs `p0..p1` of one group (blocks `g + 2p`, `g + 2p + 1`) to `acc`.
+/// The paired layout of one group of 8 blocks (or fewer, at the end of a row): 64
+/// quant bytes and 8 negated-sum lanes per pair, 8 f32 scales and `s` terms.
+#[derive(Clone, Copy)]
+struct GroupActs {
+    qs: *const i8,
+    nsum: *const i32,
+    d: *const f32,
+    s: *const f32,
+}
+
+/// Adds one group of up to 8 weight blocks (`w`, a whole group unless it is the last)
+/// to the accumulators.
 #[inline(always)]
-unsafe fn group_pairs<F: Paired, D: I8Dot>(
+unsafe fn group_step<F: Paired, D: I8Dot>(
     w: &[F::W],
-    a: &PairedRow<'_>,
-    g: usize,
-    scale: __m256,
+    a: GroupActs,
     acc: &mut [__m256; 2],
-    full: bool,
+    acc_min: &mut __m256,
 ) {
-    let nb = w.len();
-    let pairs = if full { 4 } else { (nb - g).div_ceil(2) };
-    for p in 0..pairs {
-        let b = g + 2 * p;
-        let w1 = if full || b + 1 < nb {
-            Some(&w[b + 1])
-        } else {
-            None
+    let n = w.len();
+    debug_assert!((1..=8).contains(&n));
+    // SAFETY: `a` points to a whole group's layout (64 bytes and 8 lanes per pair, 8
+    // scales and `s` terms); AVX2/FMA/F16C per module contract.
+    unsafe {
+        let (dw, mw) = match <&[F::W; 8]>::try_from(w) {
+            Ok(full) => scales8(full),
+            Err(_) => scales_tail(w),
         };
-        // SAFETY: the caller checked the buffer sizes (see `matvec_row`).
-        unsafe {
-            let ints = F::pair::<D>(
-                &w[b],
-                w1,
-                a.qs.as_ptr().add(b * 32),
-                a.nsum.as_ptr().add(b * 4),
-            );
+        let scale = _mm256_mul_ps(dw, _mm256_loadu_ps(a.d));
+        if F::MIN {
+            *acc_min = _mm256_fmadd_ps(mw, _mm256_loadu_ps(a.s), *acc_min);
+        }
+        for p in 0..n.div_ceil(2) {
+            let w1 = w.get(2 * p + 1);
+            let ints = F::pair::<D>(&w[2 * p], w1, a.qs.add(64 * p), a.nsum.add(8 * p));
             let sc = _mm256_permutevar8x32_ps(scale, load32(PAIR_INDEX[p].as_ptr().cast()));
             acc[p & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ints), sc, acc[p & 1]);
         }
     }
 }
 
-/// One row of the decode kernel (see the module docs).
+/// The final sum of the accumulators.
+#[inline(always)]
+unsafe fn finish<F: Paired>(acc: [__m256; 2], acc_min: __m256) -> f32 {
+    // SAFETY: AVX per module contract.
+    unsafe {
+        let total = hsum_f32_8(_mm256_add_ps(acc[0], acc[1]));
+        if F::MIN {
+            total + hsum_f32_8(acc_min)
+        } else {
+            total
+        }
+    }
+}
+
+/// One row of the decode kernel against a prepared [`PairedRow`].
 #[inline(always)]
 unsafe fn matvec_row<F: Paired, D: I8Dot>(w: &[F::W], a: &PairedRow<'_>) -> f32 {
     assert_eq!(w.len(), a.blocks, "matvec: block count mismatch");
     assert!(a.qs.len() >= w.len().div_ceil(2) * 64 && a.nsum.len() >= w.len().div_ceil(2) * 8);
     assert!(a.d.len() >= w.len().next_multiple_of(8) && a.s.len() >= a.d.len());
-    // SAFETY: the pointers below stay within the prepared buffers (asserted sizes:
-    // 64 quant bytes and 8 sums per pair, scales padded to whole groups of 8 blocks);
-    // AVX2/FMA/F16C per contract.
-    unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let mut acc_min = _mm256_setzero_ps();
-        let nb = w.len();
-        let mut groups = w.chunks_exact(8);
-        let mut g = 0;
-        for group in &mut groups {
-            let group: &[F::W; 8] = group.try_into().expect("chunks of 8");
-            let (dw, mw) = scales8(group);
-            let scale = _mm256_mul_ps(dw, _mm256_loadu_ps(a.d.as_ptr().add(g)));
-            if F::MIN {
-                acc_min = _mm256_fmadd_ps(mw, _mm256_loadu_ps(a.s.as_ptr().add(g)), acc_min);
-            }
-            group_pairs::<F, D>(w, a, g, scale, &mut acc, true);
-            g += 8;
+    // SAFETY: AVX per module contract.
+    let (mut acc, mut acc_min) = unsafe { ([_mm256_setzero_ps(); 2], _mm256_setzero_ps()) };
+    for (i, group) in w.chunks(8).enumerate() {
+        let b = 8 * i;
+        // SAFETY: the offsets stay within the prepared buffers (asserted sizes: 64 quant
+        // bytes and 8 sums per pair, scales padded to whole groups of 8 blocks).
+        unsafe {
+            let acts = GroupActs {
+                qs: a.qs.as_ptr().add(32 * b),
+                nsum: a.nsum.as_ptr().add(4 * b),
+                d: a.d.as_ptr().add(b),
+                s: a.s.as_ptr().add(b),
+            };
+            group_step::<F, D>(group, acts, &mut acc, &mut acc_min);
         }
-        if g < nb {
-            let (dw, mw) = scales_tail(groups.remainder());
-            let scale = _mm256_mul_ps(dw, _mm256_loadu_ps(a.d.as_ptr().add(g)));
-            if F::MIN {
-                acc_min = _mm256_fmadd_ps(mw, _mm256_loadu_ps(a.s.as_ptr().add(g)), acc_min);
-            }
-            group_pairs::<F, D>(w, a, g, scale, &mut acc, false);
-        }
-        let total = _mm256_add_ps(acc[0], acc[1]);
-        if F::MIN {
-            hsum_f32_8(total) + hsum_f32_8(acc_min)
-        } else {
-            hsum_f32_8(total)
-        }
+    }
+    // SAFETY: per module contract.
+    unsafe { finish::<F>(acc, acc_min) }
+}
+
+/// A 32-value activation block's scale, `s` term (Q8_1's stored `s`; `d · Σq` for
+/// Q8_0, as [`crate::QuantizedActivations`] prepares it) and quants.
+pub(crate) trait ActBlock: Block {
+    fn parts(&self) -> (f32, f32, &[i8; 32]);
+}
+
+impl ActBlock for BlockQ8_0 {
+    fn parts(&self) -> (f32, f32, &[i8; 32]) {
+        let sum: i32 = self.qs.iter().map(|&q| q as i32).sum();
+        let d = self.d.to_f32();
+        (d, d * sum as f32, &self.qs)
     }
 }
 
-/// `out[r] = dot(row r of w, a)` for consecutive rows of `row_bytes` bytes: the paired
-/// kernel when the activations were prepared for it, else [`dot_row`] per row.
+impl ActBlock for BlockQ8_1 {
+    fn parts(&self) -> (f32, f32, &[i8; 32]) {
+        (self.d.to_f32(), self.s.to_f32(), &self.qs)
+    }
+}
+
+/// The dot product of one weight row with one activation row as ggml blocks (the
+/// `vec_dot` entry point): each group's paired layout is built on the stack, then the
+/// group step of [`matvec_row`] runs on it, so the two give the same bits.
 #[inline(always)]
-pub(crate) unsafe fn matvec<F: Format32 + Paired<W = <F as Format32>::W>, D: I8Dot>(
+pub(crate) unsafe fn dot_row<F: Paired, D: I8Dot>(w: &[F::W], a: &[F::A]) -> f32 {
+    assert_eq!(w.len(), a.len(), "dot: block count mismatch");
+    // SAFETY: AVX per module contract.
+    let (mut acc, mut acc_min) = unsafe { ([_mm256_setzero_ps(); 2], _mm256_setzero_ps()) };
+    for (group, acts) in w.chunks(8).zip(a.chunks(8)) {
+        let mut qs = [0i8; 256];
+        let mut nsum = [0i32; 32];
+        let (mut d, mut s) = ([0f32; 8], [0f32; 8]);
+        for (b, block) in acts.iter().enumerate() {
+            let (bd, bs, q) = block.parts();
+            let base = (b / 2) * 64 + (b % 2) * 16;
+            qs[base..base + 16].copy_from_slice(&q[..16]);
+            qs[base + 32..base + 48].copy_from_slice(&q[16..]);
+            nsum[(b / 2) * 8 + (b % 2) * 4] = -q.iter().map(|&v| v as i32).sum::<i32>();
+            d[b] = bd;
+            s[b] = bs;
+        }
+        let acts = GroupActs {
+            qs: qs.as_ptr(),
+            nsum: nsum.as_ptr(),
+            d: d.as_ptr(),
+            s: s.as_ptr(),
+        };
+        // SAFETY: the stack arrays hold a whole group's layout; per module contract.
+        unsafe { group_step::<F, D>(group, acts, &mut acc, &mut acc_min) };
+    }
+    // SAFETY: per module contract.
+    unsafe { finish::<F>(acc, acc_min) }
+}
+
+/// `out[r] = dot(row r of w, a)` for consecutive rows of `row_bytes` bytes, with the
+/// prepared paired layout when there is one (always, for fewer than
+/// `GEMM_MIN_TOKENS` tokens), else building it per row.
+#[inline(always)]
+pub(crate) unsafe fn matvec<F: Paired, D: I8Dot>(
     w: &[u8],
     row_bytes: usize,
     a: &ActRow<'_>,
@@ -541,7 +430,7 @@ pub(crate) unsafe fn matvec<F: Format32 + Paired<W = <F as Format32>::W>, D: I8D
             }
         }
         None => {
-            let blocks: &[<F as Format32>::A] = as_blocks(a.bytes);
+            let blocks: &[F::A] = as_blocks(a.bytes);
             for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
                 // SAFETY: per module contract.
                 *o = unsafe { dot_row::<F, D>(as_blocks(row), blocks) };

@@ -14,6 +14,8 @@
 
 mod dot32;
 mod dotk;
+mod gemm;
+mod pack;
 mod quantize;
 mod simd;
 
@@ -39,8 +41,14 @@ macro_rules! entry {
 
 /// One path's entry points and its `weights` lookup.
 macro_rules! path_kernels {
-    ($features:literal, $dot:ty) => {
+    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $q8_gemm:literal) => {
+        use std::ops::Range;
+
         use tern_gguf::GgmlType;
+
+        use super::gemm;
+        use super::pack::{P3K, P4_0, P4_1, P4K, P5_0, P5_1, P5K, P6K, P8_0};
+        use crate::matmul::{GemmActivations, GemmFn, GemmOut, WeightMatrix};
 
         use super::dot32::{self, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
         use super::dotk::{self, Q2K, Q3K, Q4K, Q5K, Q6K};
@@ -92,6 +100,25 @@ macro_rules! path_kernels {
         entry!($features; fn matvec_q6_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dotk::matvec::<Q6K, $dot>(w, rb, a.bytes, out));
 
+        entry!($features; fn gemm_q4_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            gemm::gemm::<$gemm, P4_0, $t>(w, r, a, o));
+        entry!($features; fn gemm_q4_1(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            gemm::gemm::<$gemm, P4_1, $t>(w, r, a, o));
+        entry!($features; fn gemm_q5_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            gemm::gemm::<$gemm, P5_0, $t>(w, r, a, o));
+        entry!($features; fn gemm_q5_1(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            gemm::gemm::<$gemm, P5_1, $t>(w, r, a, o));
+        entry!($features; fn gemm_q8_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            gemm::gemm::<$gemm, P8_0, $t>(w, r, a, o));
+        entry!($features; fn gemm_q3_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            gemm::gemm::<$gemm, P3K, $t>(w, r, a, o));
+        entry!($features; fn gemm_q4_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            gemm::gemm::<$gemm, P4K, $t>(w, r, a, o));
+        entry!($features; fn gemm_q5_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            gemm::gemm::<$gemm, P5K, $t>(w, r, a, o));
+        entry!($features; fn gemm_q6_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            gemm::gemm::<$gemm, P6K, $t>(w, r, a, o));
+
         entry!($features; fn quantize_q8_0(x: &[f32], out: &mut [u8]) =>
             quantize::quantize_q8_0(x, out));
         entry!($features; fn quantize_q8_1(x: &[f32], out: &mut [u8]) =>
@@ -103,21 +130,24 @@ macro_rules! path_kernels {
         /// for get the scalar ones.
         pub(crate) fn weights(ty: GgmlType) -> Option<RowKernels> {
             let mut k = crate::quant::scalar_row_kernels(ty)?;
-            let (dot, matvec): (crate::quant::DotFn, crate::quant::MatVecFn) = match ty {
-                GgmlType::Q4_0 => (dot_q4_0, matvec_q4_0),
-                GgmlType::Q4_1 => (dot_q4_1, matvec_q4_1),
-                GgmlType::Q5_0 => (dot_q5_0, matvec_q5_0),
-                GgmlType::Q5_1 => (dot_q5_1, matvec_q5_1),
-                GgmlType::Q8_0 => (dot_q8_0, matvec_q8_0),
-                GgmlType::Q2_K => (dot_q2_k, matvec_q2_k),
-                GgmlType::Q3_K => (dot_q3_k, matvec_q3_k),
-                GgmlType::Q4_K => (dot_q4_k, matvec_q4_k),
-                GgmlType::Q5_K => (dot_q5_k, matvec_q5_k),
-                GgmlType::Q6_K => (dot_q6_k, matvec_q6_k),
-                _ => return Some(k),
-            };
+            let q8_gemm: Option<GemmFn> = if $q8_gemm { Some(gemm_q8_0) } else { None };
+            let (dot, matvec, gemm): (crate::quant::DotFn, crate::quant::MatVecFn, Option<GemmFn>) =
+                match ty {
+                    GgmlType::Q4_0 => (dot_q4_0, matvec_q4_0, Some(gemm_q4_0)),
+                    GgmlType::Q4_1 => (dot_q4_1, matvec_q4_1, Some(gemm_q4_1)),
+                    GgmlType::Q5_0 => (dot_q5_0, matvec_q5_0, Some(gemm_q5_0)),
+                    GgmlType::Q5_1 => (dot_q5_1, matvec_q5_1, Some(gemm_q5_1)),
+                    GgmlType::Q8_0 => (dot_q8_0, matvec_q8_0, q8_gemm),
+                    GgmlType::Q2_K => (dot_q2_k, matvec_q2_k, None),
+                    GgmlType::Q3_K => (dot_q3_k, matvec_q3_k, Some(gemm_q3_k)),
+                    GgmlType::Q4_K => (dot_q4_k, matvec_q4_k, Some(gemm_q4_k)),
+                    GgmlType::Q5_K => (dot_q5_k, matvec_q5_k, Some(gemm_q5_k)),
+                    GgmlType::Q6_K => (dot_q6_k, matvec_q6_k, Some(gemm_q6_k)),
+                    _ => return Some(k),
+                };
             k.dot = dot;
             k.matvec = Some(matvec);
+            k.gemm = gemm;
             Some(k)
         }
     };
@@ -125,14 +155,17 @@ macro_rules! path_kernels {
 
 /// AVX2 + FMA + F16C.
 pub(crate) mod avx2 {
-    path_kernels!("avx2,fma,f16c", super::simd::Avx2);
+    path_kernels!("avx2,fma,f16c", super::simd::Avx2, gemm::Ymm, 4, false);
 }
 
 /// AVX-512 F/BW/VL without VNNI.
 pub(crate) mod avx512 {
     path_kernels!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512vl",
-        super::simd::Avx512
+        super::simd::Avx512,
+        gemm::Zmm,
+        8,
+        false
     );
 }
 
@@ -140,7 +173,10 @@ pub(crate) mod avx512 {
 pub(crate) mod avx512vnni {
     path_kernels!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-        super::simd::Avx512Vnni
+        super::simd::Avx512Vnni,
+        gemm::ZmmVnni,
+        8,
+        true
     );
 }
 

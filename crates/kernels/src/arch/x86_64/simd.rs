@@ -237,16 +237,6 @@ pub(crate) unsafe fn hsum_i32_8(v: __m256i) -> i32 {
     }
 }
 
-/// The product of two f16 values (bits) as f32: both widened exactly, one rounding.
-#[inline(always)]
-pub(crate) unsafe fn f16_mul(a: u16, b: u16) -> f32 {
-    // SAFETY: F16C is present (contract of this module).
-    unsafe {
-        let both = _mm_cvtph_ps(_mm_cvtsi32_si128((a as u32 | (b as u32) << 16) as i32));
-        _mm_cvtss_f32(_mm_mul_ss(both, _mm_movehdup_ps(both)))
-    }
-}
-
 /// 16 bytes at `p` in the low half and 16 bytes at `q` in the high half.
 ///
 /// # Safety
