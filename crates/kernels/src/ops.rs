@@ -362,12 +362,14 @@ pub fn gelu_tanh_f32(x: f32) -> f32 {
 }
 
 /// ggml's `ggml_table_gelu_f16`: GELU of every f16 value, rounded to f16. Built on first
-/// use (65,536 evaluations, 128 KiB), as ggml builds it in `ggml_cpu_init`.
+/// use (65,536 evaluations, 128 KiB), as ggml builds it in `ggml_cpu_init`. One zero
+/// entry of padding follows, so the SIMD lookups can gather 4 bytes at any index.
 pub(crate) fn gelu_table() -> &'static [u16] {
     static TABLE: OnceLock<Vec<u16>> = OnceLock::new();
     TABLE.get_or_init(|| {
         (0..=u16::MAX)
             .map(|bits| f16::from_f32(gelu_tanh_f32(f16::from_bits(bits).to_f32())).to_bits())
+            .chain([0])
             .collect()
     })
 }

@@ -214,3 +214,15 @@ fn tern_kernels_env_forces_the_path() {
         assert!(status.success(), "TERN_KERNELS={name} was not honoured");
     }
 }
+
+/// Where the CPU has AVX-512 BF16, the AVX-512 paths use it (`vdpbf16ps` for BF16
+/// weights, covered by `dot_bf16::avx512*`), and say so; AVX2 never does.
+#[test]
+fn avx512_bf16_is_used_where_present() {
+    let has = tern_kernels::cpu_features().avx512bf16;
+    for k in Kernels::available() {
+        let uses = k.extras().contains("avx512bf16");
+        let avx512 = matches!(k.path(), KernelPath::Avx512 | KernelPath::Avx512Vnni);
+        assert_eq!(uses, has && avx512, "{:?}", k);
+    }
+}

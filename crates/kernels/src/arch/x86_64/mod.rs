@@ -14,7 +14,9 @@
 
 mod dot32;
 mod dotk;
+mod float;
 mod gemm;
+mod ops;
 mod pack;
 mod quantize;
 mod simd;
@@ -41,7 +43,7 @@ macro_rules! entry {
 
 /// One path's entry points and its `weights` lookup.
 macro_rules! path_kernels {
-    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $q8_gemm:literal) => {
+    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $q8_gemm:literal, $exp:ty) => {
         use std::ops::Range;
 
         use tern_gguf::GgmlType;
@@ -100,6 +102,10 @@ macro_rules! path_kernels {
         entry!($features; fn matvec_q6_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dotk::matvec::<Q6K, $dot>(w, rb, a.bytes, out));
 
+        entry!($features; fn dot_f32(w: &[u8], a: &[u8]) -> f32 => super::float::dot_f32(w, a));
+        entry!($features; fn dot_f16(w: &[u8], a: &[u8]) -> f32 => super::float::dot_f16(w, a));
+        entry!($features; fn dot_bf16(w: &[u8], a: &[u8]) -> f32 => super::float::dot_bf16(w, a));
+
         entry!($features; fn gemm_q4_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
             gemm::gemm::<$gemm, P4_0, $t>(w, r, a, o));
         entry!($features; fn gemm_q4_1(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
@@ -119,6 +125,46 @@ macro_rules! path_kernels {
         entry!($features; fn gemm_q6_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
             gemm::gemm::<$gemm, P6K, $t>(w, r, a, o));
 
+        entry!($features; fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) =>
+            super::ops::rms_norm(x, w, eps, out));
+        entry!($features; fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) =>
+            super::ops::rms_norm_in_place(x, w, eps));
+        entry!($features; fn softmax_in_place(x: &mut [f32]) =>
+            super::ops::softmax_in_place::<$exp>(x));
+        entry!($features; fn silu(x: &[f32], out: &mut [f32]) => super::ops::silu::<$exp>(x, out));
+        entry!($features; fn swiglu(g: &[f32], u: &[f32], out: &mut [f32]) =>
+            super::ops::swiglu::<$exp>(g, u, out));
+        entry!($features; fn gelu_tanh(x: &[f32], out: &mut [f32]) => super::ops::gelu_tanh(x, out));
+        entry!($features; fn geglu_tanh(g: &[f32], u: &[f32], out: &mut [f32]) =>
+            super::ops::geglu_tanh(g, u, out));
+        entry!($features; fn vec_dot_f16(a: &[half::f16], b: &[half::f16]) -> f32 =>
+            super::ops::vec_dot_f16(a, b));
+        entry!($features; fn vec_dot_f16_ggml(a: &[half::f16], b: &[half::f16]) -> f32 =>
+            super::ops::vec_dot_f16_ggml(a, b));
+        entry!($features; fn vec_mad_f16(y: &mut [half::f16], x: &[half::f16], v: f32) =>
+            super::ops::vec_mad_f16(y, x, v));
+        entry!($features; fn vec_scale_f16(y: &mut [half::f16], v: f32) =>
+            super::ops::vec_scale_f16(y, v));
+        entry!($features; fn f32_to_f16(x: &[f32], y: &mut [half::f16]) => super::ops::f32_to_f16(x, y));
+        entry!($features; fn f16_to_f32(x: &[half::f16], y: &mut [f32]) => super::ops::f16_to_f32(x, y));
+
+        /// This path's elementwise ops.
+        pub(crate) static OPS: crate::arch::OpTable = crate::arch::OpTable {
+            rms_norm,
+            rms_norm_in_place,
+            softmax_in_place,
+            silu,
+            swiglu,
+            gelu_tanh,
+            geglu_tanh,
+            vec_dot_f16,
+            vec_dot_f16_ggml,
+            vec_mad_f16,
+            vec_scale_f16,
+            f32_to_f16,
+            f16_to_f32,
+        };
+
         entry!($features; fn quantize_q8_0(x: &[f32], out: &mut [u8]) =>
             quantize::quantize_q8_0(x, out));
         entry!($features; fn quantize_q8_1(x: &[f32], out: &mut [u8]) =>
@@ -130,6 +176,16 @@ macro_rules! path_kernels {
         /// for get the scalar ones.
         pub(crate) fn weights(ty: GgmlType) -> Option<RowKernels> {
             let mut k = crate::quant::scalar_row_kernels(ty)?;
+            let float: Option<crate::quant::DotFn> = match ty {
+                GgmlType::F32 => Some(dot_f32),
+                GgmlType::F16 => Some(dot_f16),
+                GgmlType::BF16 => Some(bf16_dot()),
+                _ => None,
+            };
+            if let Some(dot) = float {
+                k.dot = dot;
+                return Some(k);
+            }
             let q8_gemm: Option<GemmFn> = if $q8_gemm { Some(gemm_q8_0) } else { None };
             let (dot, matvec, gemm): (crate::quant::DotFn, crate::quant::MatVecFn, Option<GemmFn>) =
                 match ty {
@@ -155,7 +211,39 @@ macro_rules! path_kernels {
 
 /// AVX2 + FMA + F16C.
 pub(crate) mod avx2 {
-    path_kernels!("avx2,fma,f16c", super::simd::Avx2, gemm::Ymm, 4, false);
+    path_kernels!(
+        "avx2,fma,f16c",
+        super::simd::Avx2,
+        gemm::Ymm,
+        4,
+        false,
+        super::ops::ExpAvx2
+    );
+
+    fn bf16_dot() -> crate::quant::DotFn {
+        dot_bf16
+    }
+}
+
+/// The BF16 dot product of the AVX-512 paths: `vdpbf16ps` where the CPU has AVX-512
+/// BF16 (checked once, at table lookup), the 256-bit kernel otherwise.
+macro_rules! avx512_bf16 {
+    ($features:literal) => {
+        #[target_feature(enable = $features)]
+        fn dot_bf16_dpbf16(w: &[u8], a: &[u8]) -> f32 {
+            // SAFETY: this function is compiled with, and can only run on a CPU with,
+            // the features the kernel needs, AVX-512 BF16 included (see `entry!`).
+            unsafe { super::float::dot_bf16_dpbf16(w, a) }
+        }
+
+        fn bf16_dot() -> crate::quant::DotFn {
+            if crate::cpu::cpu_features().avx512bf16 {
+                dot_bf16_dpbf16
+            } else {
+                dot_bf16
+            }
+        }
+    };
 }
 
 /// AVX-512 F/BW/VL without VNNI.
@@ -165,8 +253,10 @@ pub(crate) mod avx512 {
         super::simd::Avx512,
         gemm::Zmm,
         8,
-        false
+        false,
+        super::ops::ExpAvx512
     );
+    avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16");
 }
 
 /// AVX-512 F/BW/VL with VNNI.
@@ -176,12 +266,23 @@ pub(crate) mod avx512vnni {
         super::simd::Avx512Vnni,
         gemm::ZmmVnni,
         8,
-        true
+        true,
+        super::ops::ExpAvx512
     );
+    avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16");
 }
 
 fn no_extras() -> &'static str {
     ""
+}
+
+/// The AVX-512 paths' optional extension.
+fn avx512_extras() -> &'static str {
+    if crate::cpu::cpu_features().avx512bf16 {
+        "avx512bf16"
+    } else {
+        ""
+    }
 }
 
 static AVX2: Table = Table {
@@ -190,7 +291,7 @@ static AVX2: Table = Table {
     quantize_q8_0: avx2::quantize_q8_0,
     quantize_q8_1: avx2::quantize_q8_1,
     quantize_q8_k: avx2::quantize_q8_k,
-    ops: crate::ops::SCALAR_OPS,
+    ops: avx2::OPS,
     extras: no_extras,
 };
 
@@ -200,8 +301,8 @@ static AVX512: Table = Table {
     quantize_q8_0: avx512::quantize_q8_0,
     quantize_q8_1: avx512::quantize_q8_1,
     quantize_q8_k: avx512::quantize_q8_k,
-    ops: crate::ops::SCALAR_OPS,
-    extras: no_extras,
+    ops: avx512::OPS,
+    extras: avx512_extras,
 };
 
 static AVX512_VNNI: Table = Table {
@@ -210,8 +311,8 @@ static AVX512_VNNI: Table = Table {
     quantize_q8_0: avx512vnni::quantize_q8_0,
     quantize_q8_1: avx512vnni::quantize_q8_1,
     quantize_q8_k: avx512vnni::quantize_q8_k,
-    ops: crate::ops::SCALAR_OPS,
-    extras: no_extras,
+    ops: avx512vnni::OPS,
+    extras: avx512_extras,
 };
 
 /// The table of an x86_64 path. The caller (`arch::table`) has checked that the CPU
