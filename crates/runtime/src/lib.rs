@@ -21,7 +21,10 @@ pub mod budget;
 pub mod config;
 mod error;
 pub mod estimate;
+mod lifecycle;
+pub mod pooling;
 mod runtime;
+mod scheduler;
 
 pub use api::{
     Embeddings, Event, Eviction, EvictionReason, FinishReason, GenerateRequest, GenerationStream,
