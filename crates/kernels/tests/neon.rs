@@ -18,8 +18,9 @@
 //!   unaligned f32 slices into unaligned byte buffers.
 //! - Elementwise ops on 0 to 300 values at any start offset: the f16 conversions, the
 //!   f16 multiply-add and scale, GELU and `vec_dot_f16_ggml` bit for bit; RMSNorm and the
-//!   f64-summed f16 dot within a few ulp; softmax and SiLU within `2^-20` relative (the
-//!   vectorised `expf` is within ~2 ulp of libm's).
+//!   f64-summed f16 dot within a few ulp; softmax, SiLU and SwiGLU bit for bit against a
+//!   scalar model of the NEON arithmetic (llama.cpp's vectorised `expf`, the lane sums),
+//!   and within `2^-20` relative of the reference with libm's `expf`.
 //!
 //! Which paths a CPU must have is not left to chance: `TERN_TEST_EXPECT_PATH` (set by the
 //! script per emulated CPU) names the best path the CPU must get, and then every path up
@@ -273,6 +274,77 @@ fn to_f16(x: &[f32]) -> Vec<f16> {
     x.iter().map(|&v| f16::from_f32(v)).collect()
 }
 
+// ---- A scalar model of the NEON exponential ---------------------------------------
+
+/// `e^x` with the f32 operations, in the order, of llama.cpp's NEON `ggml_v_expf`
+/// (ggml-cpu/vec.h), which the kernels implement: any deviation in a constant, an
+/// operation order or a special case changes bits. Constants as f32 bit patterns.
+fn exp_model(x: f32) -> f32 {
+    let f = f32::from_bits;
+    let shift = f(0x4b40_0000);
+    let z = x.mul_add(f(0x3fb8_aa3b), shift);
+    let n = z - shift;
+    let b = (-n).mul_add(f(0x35bf_be8e), (-n).mul_add(f(0x3f31_7200), x));
+    let u = b * b;
+    let p1 = f(0x3e2a_af33).mul_add(b, f(0x3eff_fedb));
+    let p2 = f(0x3c07_2010).mul_add(b, f(0x3d2b_9f17));
+    let j = p2.mul_add(u, p1).mul_add(u, f(0x3f7f_fff6) * b);
+    let e = z.to_bits() << 23;
+    let k = f32::from_bits(e.wrapping_add(1.0f32.to_bits()));
+    if n.abs() <= 126.0 {
+        return j.mul_add(k, k);
+    }
+    let d: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+    let s1 = f32::from_bits(d.wrapping_add(0x7f00_0000));
+    let s2 = f32::from_bits(e.wrapping_sub(d));
+    if n.abs() > 192.0 {
+        s1 * s1
+    } else {
+        s2.mul_add(j, s2) * s1
+    }
+}
+
+/// SiLU as the kernels compute it: the model exponential for whole groups of four,
+/// libm's for the rest.
+fn silu_model(x: &[f32]) -> Vec<f32> {
+    let whole = x.len() / 4 * 4;
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if i < whole {
+                v / (1.0 + exp_model(0.0 - v))
+            } else {
+                tern_kernels::ops::silu_f32(v)
+            }
+        })
+        .collect()
+}
+
+/// Softmax as the kernels compute it: groups of four through the model exponential,
+/// each group summed pairwise in f32 (`faddp`) and added to an f64 total; libm for the
+/// rest.
+fn softmax_model(x: &[f32]) -> Vec<f32> {
+    if x.is_empty() {
+        return vec![];
+    }
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let whole = x.len() / 4 * 4;
+    let mut y = x.to_vec();
+    let mut sum = 0.0f64;
+    for g in y[..whole].chunks_exact_mut(4) {
+        for v in g.iter_mut() {
+            *v = exp_model(*v - max);
+        }
+        sum += ((g[0] + g[1]) + (g[2] + g[3])) as f64;
+    }
+    for v in &mut y[whole..] {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    y.iter().map(|v| v * inv).collect()
+}
+
 /// A random input of `n` values at offset `offset` of its buffer, with some of the
 /// special values an op can meet (±0, large magnitudes, -inf for softmax masks).
 fn op_input(n: usize, rng: &mut XorShift, scale: f32, specials: &[f32]) -> Vec<f32> {
@@ -320,23 +392,33 @@ fn check_op(op: Op, path: KernelPath) {
                     if n > 0 {
                         x[off] = 1000.0 * rng.unit();
                     }
+                    let model = softmax_model(&x[off..]);
                     let mut want = x[off..].to_vec();
                     s.softmax_in_place(&mut want);
                     k.softmax_in_place(&mut x[off..]);
+                    prop_assert_eq!(bits(&x[off..]), bits(&model), "against the model");
                     close(&x[off..], &want, 2f64.powi(-20), 1e-37)?;
                 }
                 Op::Silu | Op::Swiglu => {
-                    let specials = [0.0, -0.0, 80.0, -80.0, 1000.0, -1000.0, 1e-30];
+                    // Around the exponential's special cases: 2^n out of the normal
+                    // range (|x| > 126 ln 2), overflow (> 88.38), underflow (< -103.97).
+                    let specials = [
+                        0.0, -0.0, 80.0, -80.0, 87.3, -87.3, 88.3, -88.3, 89.0, -89.0, 103.9,
+                        -104.0, 130.0, -150.0, 1000.0, -1000.0, 1e-30,
+                    ];
                     let x = shift(op_input(n, &mut rng, 20.0, &specials));
                     let up = values(n, &mut rng, 2.0);
+                    let mut model = silu_model(&x[off..]);
                     let (mut want, mut got) = (vec![0.0; n], vec![0.0; n]);
                     if matches!(op, Op::Silu) {
                         s.silu(&x[off..], &mut want);
                         k.silu(&x[off..], &mut got);
                     } else {
+                        model.iter_mut().zip(&up).for_each(|(m, u)| *m *= u);
                         s.swiglu(&x[off..], &up, &mut want);
                         k.swiglu(&x[off..], &up, &mut got);
                     }
+                    prop_assert_eq!(bits(&got), bits(&model), "against the model");
                     close(&got, &want, 2f64.powi(-20), 1e-37)?;
                 }
                 Op::Gelu | Op::Geglu => {
