@@ -249,8 +249,6 @@ impl Worker {
             if !self.admit(&mut slots, step) {
                 break;
             }
-            let active = slots.iter().filter(|s| s.sequence.is_some()).count();
-            counters.active.store(active, Ordering::Relaxed);
 
             self.build_batch(&mut slots, &mut batch, &mut rows, &mut round_robin);
             if batch.is_empty() {
@@ -327,8 +325,9 @@ impl Worker {
                 };
                 self.place(slots, job, step);
             }
-            let busy = slots.iter().any(|s| s.sequence.is_some());
-            if busy {
+            let busy = slots.iter().filter(|s| s.sequence.is_some()).count();
+            counters.active.store(busy, Ordering::Relaxed);
+            if busy > 0 {
                 return true;
             }
             if queue.stop {
@@ -589,6 +588,10 @@ fn finish(slot: &mut Slot, reason: FinishReason, counters: &Counters, report: bo
         return;
     };
     slot.last_used = step;
+    // Before `Done` goes out, so a caller that saw it never counts this sequence.
+    let _ = counters
+        .active
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     let now = Instant::now();
     let submitted = seq.job.submitted;
     let timings = Timings {
