@@ -157,16 +157,12 @@ pub fn attend(
                         let old = max;
                         max = s;
                         max_scale = (old - max).exp();
-                        for a in acc.iter_mut() {
-                            *a = f16::from_f32(a.to_f32() * max_scale);
-                        }
+                        tern_kernels::vec_scale_f16(acc, max_scale);
                     } else {
                         weight = (s - max).exp();
                     }
                     // ggml_vec_mad_f16: one fused multiply-add, then F16.
-                    for (a, v) in acc.iter_mut().zip(value(j)) {
-                        *a = f16::from_f32(v.to_f32().mul_add(weight, a.to_f32()));
-                    }
+                    tern_kernels::vec_mad_f16(acc, value(j), weight);
                     sum = sum * max_scale + weight;
                 }
                 let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
@@ -187,44 +183,12 @@ fn dot_f32_f16(q: &[f32], k: &[f16]) -> f32 {
     sum as f32
 }
 
-/// K·Q with both in F16, summed in the order of llama.cpp's AVX-512 build of
-/// `ggml_vec_dot_f16` (vec.cpp with `GGML_F16_STEP` 64, `GGML_F16_EPR` 16), the build
-/// the goldens come from: four accumulators of 16 f32 lanes, each fed by fused
-/// multiply-adds, added pairwise (`GGML_F32x16_REDUCE`, then `_mm512_reduce_add_ps`'s
-/// halving tree); leftover elements are added in double. A score that differs in its
-/// last bit can flip an F16 rounding of the accumulator, so the order is worth keeping.
+/// K·Q with both in F16, summed in the lane order of llama.cpp's AVX-512 build of
+/// `ggml_vec_dot_f16` (the build the goldens come from; the kernels reproduce it on every
+/// path). A score that differs in its last bit can flip an F16 rounding of the
+/// accumulator, so the order is worth keeping.
 fn dot_f16(k: &[f16], q: &[f16]) -> f32 {
-    const LANES: usize = 16;
-    const STEP: usize = 4 * LANES;
-    let whole = k.len() / STEP * STEP;
-    let mut acc = [[0.0f32; LANES]; 4];
-    for (kc, qc) in k[..whole]
-        .chunks_exact(STEP)
-        .zip(q[..whole].chunks_exact(STEP))
-    {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            for (l, a) in acc.iter_mut().enumerate() {
-                let i = j * LANES + l;
-                *a = kc[i].to_f32().mul_add(qc[i].to_f32(), *a);
-            }
-        }
-    }
-    let mut lanes = [0.0f32; LANES];
-    for l in 0..LANES {
-        lanes[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            lanes[l] += lanes[l + width];
-        }
-    }
-    let mut sum = lanes[0] as f64;
-    for (a, b) in k[whole..].iter().zip(&q[whole..]) {
-        sum += (a.to_f32() * b.to_f32()) as f64;
-    }
-    sum as f32
+    tern_kernels::vec_dot_f16_ggml(k, q)
 }
 
 #[cfg(test)]

@@ -49,7 +49,6 @@ impl Scratch {
         let max_tokens = max_tokens.max(1);
         let d = config.embedding_length;
         let ff = config.feed_forward_length;
-        let widest = d.max(ff).max(config.q_dim());
         Scratch {
             max_tokens,
             x: vec![0.0; max_tokens * d],
@@ -63,7 +62,7 @@ impl Scratch {
             up: vec![0.0; max_tokens * ff],
             hidden: vec![0.0; max_tokens * ff],
             rope_cache: vec![0.0; config.rope_dimension_count],
-            acts: Activations::with_capacity(max_tokens * widest),
+            acts: Activations::new(),
             attention: attention::Scratch::new(config.key_length, context),
             lens: Vec::new(),
             out_rows: Vec::with_capacity(max_tokens),
