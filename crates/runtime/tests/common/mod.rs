@@ -1,6 +1,8 @@
 //! Helpers shared by the runtime's model tests.
 #![allow(dead_code)]
 
+pub mod memory;
+
 use std::time::Duration;
 
 use tern_runtime::{
