@@ -35,10 +35,12 @@ pub struct Runtime {
 }
 
 /// What a request must wait for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Wait {
     Load,
     Memory,
+    /// The footprint is not known yet: read the file's header first.
+    Estimate(std::path::PathBuf, RunShape),
 }
 
 /// The outcome of a budget check for a model that is not loaded.
@@ -407,35 +409,29 @@ impl Runtime {
                         Wait::Load
                     }
                     Phase::Unloaded => {
-                        let Some(footprint) = entry.estimate else {
-                            let path = entry.config.path.clone();
-                            let shape = RunShape::of(&entry.config);
-                            drop(state);
-                            let footprint =
-                                tokio::task::spawn_blocking(move || estimate_file(&path, shape))
-                                    .await
-                                    .map_err(|e| {
-                                        RuntimeError::Engine(format!("estimate: {e}"))
-                                    })??;
-                            self.inner.lock().entries[index].estimate = Some(footprint);
-                            continue;
-                        };
-                        match self.plan(&mut state, index, footprint) {
-                            Plan::Start => {
-                                awaited_attempt =
-                                    Some(self.inner.start_load(&mut state, index, footprint));
-                                if load_waiter.is_none() {
-                                    state.entries[index].waiting_for_load += 1;
-                                    load_waiter = Some(LoadWaiter {
-                                        inner: &self.inner,
-                                        index,
-                                        armed: true,
-                                    });
+                        match entry.estimate {
+                            // Read the header off the executor, without the lock.
+                            None => Wait::Estimate(
+                                entry.config.path.clone(),
+                                RunShape::of(&entry.config),
+                            ),
+                            Some(footprint) => match self.plan(&mut state, index, footprint) {
+                                Plan::Start => {
+                                    awaited_attempt =
+                                        Some(self.inner.start_load(&mut state, index, footprint));
+                                    if load_waiter.is_none() {
+                                        state.entries[index].waiting_for_load += 1;
+                                        load_waiter = Some(LoadWaiter {
+                                            inner: &self.inner,
+                                            index,
+                                            armed: true,
+                                        });
+                                    }
+                                    Wait::Load
                                 }
-                                Wait::Load
-                            }
-                            Plan::Wait => Wait::Memory,
-                            Plan::Never(error) => return Err(error),
+                                Plan::Wait => Wait::Memory,
+                                Plan::Never(error) => return Err(error),
+                            },
                         }
                     }
                 }
@@ -443,6 +439,14 @@ impl Runtime {
             let limit = match wait {
                 Wait::Load => deadline,
                 Wait::Memory => Some(memory_deadline),
+                Wait::Estimate(path, shape) => {
+                    let footprint =
+                        tokio::task::spawn_blocking(move || estimate_file(&path, shape))
+                            .await
+                            .map_err(|e| RuntimeError::Engine(format!("estimate: {e}")))??;
+                    self.inner.lock().entries[index].estimate = Some(footprint);
+                    continue;
+                }
             };
             match limit {
                 None => notified.await,
@@ -452,7 +456,7 @@ impl Runtime {
                         .is_err()
                     {
                         return Err(match wait {
-                            Wait::Load => RuntimeError::Timeout,
+                            Wait::Load | Wait::Estimate(..) => RuntimeError::Timeout,
                             Wait::Memory => {
                                 let state = self.inner.lock();
                                 let needed = state.entries[index].estimate.map_or(0, |f| f.total());

@@ -609,17 +609,19 @@ fn finish(slot: &mut Slot, reason: FinishReason, counters: &Counters, report: bo
         now.saturating_duration_since(seq.admitted).as_micros() as u64,
         Ordering::Relaxed,
     );
+    let usage = Usage {
+        prompt_tokens: seq.job.prompt.len(),
+        completion_tokens: seq.generated,
+        cached_tokens: seq.cached,
+    };
+    // The lease goes first: whoever sees `Done` sees the model idle (keep-alive running).
+    let Job { events, _lease, .. } = seq.job;
+    drop(_lease);
     if report {
-        let usage = Usage {
-            prompt_tokens: seq.job.prompt.len(),
-            completion_tokens: seq.generated,
-            cached_tokens: seq.cached,
-        };
-        let _ = seq.job.events.send(Event::Done {
+        let _ = events.send(Event::Done {
             finish_reason: reason,
             usage,
             timings,
         });
     }
-    // Dropping the job releases its lease.
 }
