@@ -117,10 +117,15 @@ pub fn compute_bytes(config: &ModelConfig, shape: RunShape) -> u64 {
 
 /// Heap bytes of the parsed metadata and the tokenizer: each string of the header
 /// (token texts, merges) lives twice in the heap (metadata value, tokenizer table) plus
-/// the per-token tables. Fitted on SmolLM2 (49k tokens) and Gemma 3 (262k tokens).
+/// the per-token tables; plus what every loaded model costs besides (its thread and
+/// allocator arena, kernel work buffers, per-request channels and decoders). Fitted on
+/// SmolLM2 (49k tokens) and Gemma 3 (262k tokens) at 512 and 2048 positions.
 pub fn other_bytes(header_bytes: u64, vocab_size: usize) -> u64 {
-    header_bytes * 3 + vocab_size as u64 * 96
+    header_bytes * 3 + vocab_size as u64 * 96 + PER_MODEL_OVERHEAD
 }
+
+/// The part of [`other_bytes`] that does not grow with the vocabulary.
+pub const PER_MODEL_OVERHEAD: u64 = 16 << 20;
 
 /// The footprint of a parsed file run with `shape`.
 pub fn footprint(file: &GgufFile, config: &ModelConfig, shape: RunShape) -> Footprint {

@@ -86,12 +86,27 @@ impl Runtime {
             }
         };
         tracing::info!(budget, "memory budget {}", format_bytes(budget));
+        // Every footprint up front, one model at a time: reading a header builds its
+        // whole vocabulary in memory for a moment, better before any model is loaded
+        // than beside one. A file that cannot be read is reported when it is asked for.
+        let estimates: Vec<Option<Footprint>> = config
+            .models
+            .iter()
+            .map(|m| match estimate_file(&m.path, RunShape::of(m)) {
+                Ok(footprint) => Some(footprint),
+                Err(e) => {
+                    tracing::warn!(model = %m.name, error = %e, "no footprint estimate");
+                    None
+                }
+            })
+            .collect();
         let entries = config
             .models
             .iter()
-            .map(|m| Entry {
+            .zip(estimates)
+            .map(|(m, estimate)| Entry {
                 config: m.clone(),
-                estimate: None,
+                estimate,
                 chat: None,
                 phase: Phase::Unloaded,
                 in_flight: 0,
@@ -139,9 +154,14 @@ impl Runtime {
     /// Starts loading `name` now if it fits the budget without evicting anything.
     fn preload(&self, name: &str) -> Result<(), RuntimeError> {
         let index = self.resolve(name)?;
-        let shape = RunShape::of(&self.inner.config.models[index]);
-        let footprint = estimate_file(&self.inner.config.models[index].path, shape)?;
         let mut state = self.inner.lock();
+        let footprint = match state.entries[index].estimate {
+            Some(footprint) => footprint,
+            None => {
+                let entry = &self.inner.config.models[index];
+                estimate_file(&entry.path, RunShape::of(entry))?
+            }
+        };
         state.entries[index].estimate = Some(footprint);
         if !matches!(state.entries[index].phase, Phase::Unloaded) {
             return Ok(());
