@@ -165,8 +165,8 @@ impl FromStr for KeepAlive {
     /// negative value (`"-1"`, `"-1m"`) for forever.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let text = s.trim();
-        if text.starts_with('-') {
-            parse_duration(&text[1..]).map_err(|e| format!("invalid keep_alive {s:?}: {e}"))?;
+        if let Some(magnitude) = text.strip_prefix('-') {
+            parse_duration(magnitude).map_err(|e| format!("invalid keep_alive {s:?}: {e}"))?;
             return Ok(KeepAlive::Forever);
         }
         parse_duration(text)

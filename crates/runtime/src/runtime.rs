@@ -770,3 +770,32 @@ fn stats_of(e: &Entry) -> ModelStats {
         ..e.stats.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Prompt;
+
+    /// The server holds these futures across `.await` in multi-threaded handlers.
+    #[test]
+    fn futures_are_send_and_the_runtime_is_shareable() {
+        fn send<T: Send>(_: T) {}
+        fn shared<T: Send + Sync + Clone>(_: &T) {}
+        let config = RuntimeConfig {
+            memory_budget: Some(crate::Budget::Bytes(1 << 20)),
+            ..RuntimeConfig::default()
+        };
+        let runtime = Runtime::new(config).unwrap();
+        shared(&runtime);
+        send(runtime.generate(GenerateRequest::new("m", Prompt::Text("hi".into()))));
+        send(runtime.embed("m", vec!["hi".into()]));
+        send(runtime.unload("m"));
+        send(runtime.shutdown(Duration::ZERO));
+        assert_eq!(runtime.budget(), 1 << 20);
+        assert!(runtime.models().is_empty() && runtime.loaded().is_empty());
+        assert_eq!(
+            runtime.sampling_defaults("m"),
+            Err(RuntimeError::UnknownModel("m".into()))
+        );
+    }
+}

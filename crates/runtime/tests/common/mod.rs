@@ -78,11 +78,9 @@ pub async fn collect(mut stream: GenerationStream) -> Outcome {
 
 /// The first token event of `stream` (panics if the stream ends first).
 pub async fn first_token(stream: &mut GenerationStream) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(120), stream.next()).await {
-            Ok(Some(Event::Token { .. })) => return,
-            other => panic!("expected a token, got {other:?}"),
-        }
+    match tokio::time::timeout(Duration::from_secs(120), stream.next()).await {
+        Ok(Some(Event::Token { .. })) => {}
+        other => panic!("expected a token, got {other:?}"),
     }
 }
 
