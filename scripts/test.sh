@@ -64,6 +64,8 @@ export PATH="$PWD/$VENV/bin:$PATH"
 # --- 4. test data ---------------------------------------------------------------------
 step "test data (scripts/fetch-test-data.py)"
 "$VENV/bin/python" scripts/fetch-test-data.py
+step "goldens are current (scripts/goldens/check.py)"
+"$VENV/bin/python" scripts/goldens/check.py
 
 # --- hooks for later steps --------------------------------------------------------------
 # Cross-architecture tests: aarch64 NEON kernels under qemu (Cortex-A76 and Cortex-A53).
