@@ -146,6 +146,19 @@ impl ChatInfo {
     }
 }
 
+/// Dropping the last `Runtime` without `shutdown` still ends every model thread (and
+/// frees its memory): running sequences are cancelled.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for entry in &state.entries {
+            if let Phase::Ready(loaded) = &entry.phase {
+                loaded.shared.stop(true);
+            }
+        }
+    }
+}
+
 impl Inner {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())

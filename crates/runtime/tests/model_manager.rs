@@ -321,3 +321,70 @@ fn preloaded_models_load_at_start_and_report_status() {
         assert!(runtime.loaded().is_empty());
     });
 }
+
+#[test]
+fn too_many_requests_waiting_for_a_load_get_loading() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let runtime = Runtime::new(RuntimeConfig {
+            models: vec![entry("gemma", TestModel::Gemma3_270m)],
+            queue_capacity: 1,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let first = {
+            let runtime = runtime.clone();
+            tokio::spawn(async move {
+                let stream = runtime.generate(request("gemma", "Hello", 2)).await?;
+                Ok::<_, RuntimeError>(collect(stream).await.usage.completion_tokens)
+            })
+        };
+        // The first request started the load and waits for it: the waiting list is full.
+        eventually("loading", || {
+            runtime
+                .loaded()
+                .first()
+                .is_some_and(|s| s.state == LoadState::Loading)
+        })
+        .await;
+        match runtime.generate(request("gemma", "Hello", 2)).await {
+            Err(RuntimeError::Loading { model, retry_after }) => {
+                assert_eq!(model, "gemma");
+                assert!(retry_after >= Duration::from_secs(1));
+            }
+            other => panic!("expected Loading, got {other:?}"),
+        }
+        assert_eq!(first.await.unwrap(), Ok(2));
+        runtime.shutdown(Duration::from_secs(10)).await;
+    });
+}
+
+#[test]
+fn dropping_the_runtime_ends_its_model_threads() {
+    rt().block_on(async {
+        let runtime = Runtime::new(RuntimeConfig {
+            models: vec![entry("smol", TestModel::SmolLm2_135m)],
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        collect(runtime.generate(request("smol", "Hello", 2)).await.unwrap()).await;
+        let threads = || {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .unwrap_or_default()
+                        .starts_with("tern-")
+                })
+                .count()
+        };
+        assert_eq!(threads(), 2, "a model thread and the keep-alive thread");
+        drop(runtime);
+        eventually("threads ended", || threads() == 0).await;
+    });
+}

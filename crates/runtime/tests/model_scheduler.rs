@@ -401,7 +401,11 @@ fn four_streams_outrun_one() {
 
 #[test]
 fn shutdown_finishes_in_flight_work_then_cancels_stragglers() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let runtime = runtime(vec![entry("smol", TestModel::SmolLm2_135m)], None);
         let mut short = runtime.generate(request("smol", PROMPT, 12)).await.unwrap();
@@ -409,11 +413,18 @@ fn shutdown_finishes_in_flight_work_then_cancels_stragglers() {
         let short = tokio::spawn(collect(short));
         runtime.shutdown(Duration::from_secs(60)).await;
         let outcome = short.await.unwrap();
-        assert_eq!((outcome.finish, outcome.tokens), (Some(FinishReason::Length), 11), "{outcome:?}");
+        assert_eq!(
+            (outcome.finish, outcome.tokens),
+            (Some(FinishReason::Length), 11),
+            "{outcome:?}"
+        );
         assert!(runtime.loaded().is_empty());
 
         let runtime = runtime_fresh();
-        let mut long = runtime.generate(request("smol", PROMPT, 400)).await.unwrap();
+        let mut long = runtime
+            .generate(request("smol", PROMPT, 400))
+            .await
+            .unwrap();
         first_token(&mut long).await;
         let long = tokio::spawn(collect(long));
         let started = Instant::now();
