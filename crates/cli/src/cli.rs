@@ -56,4 +56,6 @@ pub enum Command {
     Tokenize(commands::tokenize::Args),
     /// Measure the model's perplexity on a text (as llama-perplexity does)
     Perplexity(commands::perplexity::Args),
+    /// Measure prompt and generation speed, load time and memory (as llama-bench does)
+    Bench(commands::bench::Args),
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
+pub mod bench;
 pub mod chat;
 pub mod doctor;
 pub mod inspect;
@@ -15,6 +16,7 @@ use crate::cli::{Command, GlobalArgs};
 /// Runs one command.
 pub fn run(command: Command, global: &GlobalArgs) -> anyhow::Result<()> {
     match command {
+        Command::Bench(args) => bench::run(args, global),
         Command::Chat(args) => chat::run(args, global),
         Command::Run(args) => run::run(args, global),
         Command::Pull(args) => pull::run(args, global),
