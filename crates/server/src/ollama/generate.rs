@@ -180,9 +180,10 @@ async fn load_or_unload(
         state.runtime().unload(model).await?;
         "unload"
     } else {
-        // Loading is a generation of no tokens: the runtime loads the model to serve it.
-        let mut request = GenerateRequest::new(model, Prompt::Tokens(Vec::new()));
-        request.max_tokens = Some(0);
+        // The runtime loads a model to serve a generation, so loading is the smallest
+        // one: a one-token prompt (id 0 is in every vocabulary), one token out.
+        let mut request = GenerateRequest::new(model, Prompt::Tokens(vec![0]));
+        request.max_tokens = Some(1);
         request.keep_alive = keep_alive;
         let tracked = generation::start(state, request, "prompt").await?;
         tracked.collect(false).await?;
