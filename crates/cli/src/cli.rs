@@ -56,6 +56,8 @@ pub enum Command {
     Tokenize(commands::tokenize::Args),
     /// Measure the model's perplexity on a text (as llama-perplexity does)
     Perplexity(commands::perplexity::Args),
+    /// Serve models over HTTP (OpenAI- and Ollama-compatible APIs)
+    Serve(commands::serve::Args),
     /// Measure prompt and generation speed, load time and memory (as llama-bench does)
     Bench(commands::bench::Args),
 }

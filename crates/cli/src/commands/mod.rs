@@ -9,6 +9,7 @@ pub mod perplexity;
 pub mod pull;
 pub mod rm;
 pub mod run;
+pub mod serve;
 pub mod tokenize;
 
 use crate::cli::{Command, GlobalArgs};
@@ -26,5 +27,6 @@ pub fn run(command: Command, global: &GlobalArgs) -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(args, global),
         Command::Tokenize(args) => tokenize::run(args, global),
         Command::Perplexity(args) => perplexity::run(args, global),
+        Command::Serve(args) => serve::run(args, global),
     }
 }
