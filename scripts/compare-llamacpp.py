@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per thread count")
     ap.add_argument("--out", default=None, help="directory for the raw outputs")
+    ap.add_argument("--label", default="", help="what tern build this is (printed with the results)")
     args = ap.parse_args()
 
     threads = [int(t) for t in args.threads.split(",") if t]
@@ -155,6 +156,7 @@ def main() -> None:
         "cpu": cpu_model(),
         "avx512": "avx512f" in cpu_flags(),
         "model": model,
+        "tern": args.label,
         "settings": {"n_prompt": p, "n_gen": n, "repetitions": r, "rounds": args.rounds, "threads": threads},
         "loadavg_before_rounds": loads,
         "commands": commands,
@@ -163,7 +165,7 @@ def main() -> None:
         "cold_start": [],
     }
     lines = []
-    lines.append(f"model: {model}")
+    lines.append(f"model: {model}; {args.label}; llama-bench: {args.llama_bench}")
     lines.append(f"cpu: {summary['cpu']} (AVX-512: {'yes' if summary['avx512'] else 'no'}); "
                  f"load average before each round (1/5/15 min): "
                  + "; ".join("/".join(f"{x:.1f}" for x in l) for l in loads))

@@ -116,6 +116,8 @@ TERN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tern
 [[ $TERN == /* ]] || TERN=$ROOT/$TERN
 
 OUT=${OUT:-${TMPDIR:-/tmp}/tern-compare/$(basename "$MODEL" .gguf)-$(date +%Y%m%dT%H%M%S)}
-echo "compare-llamacpp: tern $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- crates || echo '+dirty'), llama-bench $LLAMA_BENCH" >&2
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "not a git checkout")
+git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || COMMIT="$COMMIT (+ uncommitted changes under crates/)"
+echo "compare-llamacpp: tern at $COMMIT, llama-bench $LLAMA_BENCH" >&2
 exec python3 "$ROOT/scripts/compare-llamacpp.py" --tern "$TERN" --llama-bench "$LLAMA_BENCH" \
-    --model "$MODEL" --out "$OUT" "${PASS[@]}"
+    --model "$MODEL" --out "$OUT" --label "tern $COMMIT" "${PASS[@]}"
