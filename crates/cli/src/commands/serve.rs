@@ -180,7 +180,14 @@ fn add_models(args: &Args, global: &GlobalArgs, runtime: &mut RuntimeConfig) -> 
                 installed.manifest.reference(),
                 Some(installed.manifest.name.clone()),
             ),
-            None => (reference.clone(), None),
+            // A file outside the store: named by its file name, the path as alias.
+            None => (
+                resolved
+                    .path
+                    .file_stem()
+                    .map_or_else(|| reference.clone(), |s| s.to_string_lossy().into_owned()),
+                None,
+            ),
         };
         add_model(runtime, name, alias, Some(reference), resolved.path);
     }

@@ -1,0 +1,138 @@
+//! `tern serve` as users run it: the real binary on an ephemeral loopback port, exercised
+//! by the official `openai` Python package and by Ollama-style NDJSON requests
+//! (tests/python, run with the project venv's Python), then stopped with SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{run, tern};
+use tern_testkit::{TestModel, model_path, repo_root};
+
+const KEY: &str = "test-key-0123";
+
+/// The venv's Python (`$TERN_PYTHON` when set), which has the `openai` package from
+/// requirements-test.txt.
+fn python() -> PathBuf {
+    match std::env::var_os("TERN_PYTHON") {
+        Some(python) => PathBuf::from(python),
+        None => repo_root().join(".cache/venv/bin/python"),
+    }
+}
+
+/// Kills the server if the test fails before stopping it.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tern serve --json` and reads the address it printed once listening.
+fn start(home: &std::path::Path) -> (Server, String) {
+    let mut child = tern(home)
+        .args(["serve", "--json", "--port", "0", "--api-key", KEY])
+        .args([
+            "--max-tokens",
+            "256",
+            "--ctx-size",
+            "1024",
+            "--parallel",
+            "2",
+        ])
+        .args(["--threads", "1", "--shutdown-timeout", "20"])
+        .arg("--model")
+        .arg(model_path(TestModel::SmolLm2_135m))
+        .env("TERN_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start tern serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Server(child);
+    // `--json` prints one pretty-printed object once the socket is bound.
+    let mut text = String::new();
+    let mut lines = BufReader::new(stdout).lines();
+    let listening = loop {
+        let line = lines
+            .next()
+            .expect("tern serve printed its address")
+            .expect("read stdout");
+        text.push_str(&line);
+        if line == "}" {
+            let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            break value;
+        }
+    };
+    let url = listening["listening"].as_str().expect("url").to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(
+        listening["models"],
+        serde_json::json!(["smollm2-135m-instruct-q4_1"])
+    );
+    (server, url)
+}
+
+#[test]
+fn openai_python_client_and_ollama_requests_against_tern_serve() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let (mut server, url) = start(home.path());
+    let output = Command::new(python())
+        .args(["-m", "unittest", "discover", "-v", "-s"])
+        .arg(repo_root().join("tests/python"))
+        .arg("-p")
+        .arg("test_*.py")
+        .env("TERN_TEST_BASE_URL", &url)
+        .env("TERN_TEST_API_KEY", KEY)
+        .env("TERN_TEST_MODEL", "smollm2-135m-instruct-q4_1")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python");
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "python tests failed:\n{report}");
+    // unittest reports "Ran N tests ... OK": make sure the tests really ran.
+    let ran: usize = report
+        .lines()
+        .find_map(|l| l.strip_prefix("Ran ")?.split(' ').next()?.parse().ok())
+        .expect("a test count");
+    assert!(ran >= 18, "only {ran} Python tests ran:\n{report}");
+    eprintln!("{report}");
+
+    // SIGTERM: a graceful stop, exit 0.
+    let pid = server.0.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            break status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tern serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn listening_beyond_loopback_needs_an_api_key() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) = run(tern(home.path())
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .env_remove("TERN_API_KEY"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("without API keys"), "{stderr}");
+    assert!(stderr.contains("help:"), "{stderr}");
+}
