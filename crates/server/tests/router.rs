@@ -480,6 +480,57 @@ async fn pull_without_a_store_is_a_clear_error() {
     assert!(answer.json()["error"].as_str().unwrap().contains("store"));
 }
 
+#[tokio::test]
+async fn pull_streams_progress_and_installs_into_the_store() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let store =
+        tern_store::Store::open(tern_store::StoreConfig::with_home(home.path())).expect("store");
+    let state = tern_server::AppState::with_store(
+        empty_runtime(),
+        ServerConfig::default(),
+        std::sync::Arc::new(store),
+    );
+    let app = tern_server::router(state.clone());
+    let source = tern_testkit::model_path(tern_testkit::TestModel::SmolLm2_135m);
+    let body = serde_json::json!({"model": source}).to_string();
+    let answer = send(&app, post_json("/api/pull", &body)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["content-type"], "application/x-ndjson");
+    let lines: Vec<serde_json::Value> = answer
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON"))
+        .collect();
+    assert_eq!(lines[0]["status"], "pulling manifest");
+    let size = std::fs::metadata(&source).unwrap().len();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["total"] == size && l["completed"] == size),
+        "{lines:?}"
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["status"], "success", "{lines:?}");
+    assert!(last["digest"].as_str().unwrap().starts_with("sha256:"));
+    let installed = state.store().unwrap().list().expect("list");
+    assert_eq!(installed.len(), 1);
+    assert_eq!(installed[0].manifest.size, size);
+
+    // Not streamed: one object; a bad reference is an error in Ollama's shape.
+    let body = serde_json::json!({"model": source, "stream": false}).to_string();
+    let answer = send(&app, post_json("/api/pull", &body)).await;
+    assert_eq!(answer.json()["status"], "success");
+    let missing = serde_json::json!({"model": "/no/such/file.gguf", "stream": false}).to_string();
+    let answer = send(&app, post_json("/api/pull", &missing)).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/file.gguf")
+    );
+}
+
 #[test]
 fn timeouts_have_defaults() {
     let config = ServerConfig::default();

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tern_runtime::{LoadState, ModelInfo};
-use tern_store::{ModelRef, Progress, PullOptions, Store};
+use tern_store::{ErrorClass, ModelRef, Progress, PullOptions, Store};
 use tokio::sync::mpsc;
 
 use super::rfc3339;
@@ -244,7 +244,16 @@ pub async fn pull(
                 "digest": pulled.installed.manifest.digest,
                 "model": pulled.installed.manifest.reference(),
             }),
-            Err(error) => json!({"error": error.to_string()}),
+            Err(error) => {
+                // A bad reference is the client's mistake; a failed download is the
+                // source's (502); anything else is ours.
+                let status = match error.class() {
+                    ErrorClass::Reference => 400,
+                    ErrorClass::Network | ErrorClass::Content => 502,
+                    _ => 500,
+                };
+                json!({"error": error.to_string(), "status_code": status})
+            }
         };
         let _ = progress.sender.send(last);
     });
@@ -256,7 +265,14 @@ pub async fn pull(
             last = status;
         }
         return match last.get("error").and_then(Value::as_str) {
-            Some(message) => Err(ApiError::internal(format!("pull {text}: {message}"))),
+            Some(message) => {
+                let status = last
+                    .get("status_code")
+                    .and_then(Value::as_u64)
+                    .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Err(ApiError::internal(format!("pull {text}: {message}")).with_status(status))
+            }
             None => Ok(Json(last).into_response()),
         };
     }
