@@ -604,6 +604,40 @@ async fn a_client_disconnect_cancels_its_generation_and_frees_the_slot() {
 }
 
 #[tokio::test]
+async fn a_disconnect_during_a_whole_answer_also_cancels() {
+    use tokio::io::AsyncWriteExt;
+    let server = start(ServerConfig::default(), 1, 4).await;
+    let body = json!({"model": MODEL, "prompt": "Tell me a long story.", "max_tokens": 900,
+        "ignore_eos": true, "stream": false})
+    .to_string();
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.expect("send");
+    let runtime = server.state.runtime();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runtime.metrics().active_sequences == 0 {
+        assert!(Instant::now() < deadline, "the request never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(socket);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runtime.metrics().models[0].stats.cancelled == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the generation went on after its client left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(runtime.metrics().active_sequences, 0);
+}
+
+#[tokio::test]
 async fn requests_time_out_with_504_and_long_prompts_are_refused() {
     let config = ServerConfig {
         request_timeout: Some(Duration::from_millis(1500)),
