@@ -422,7 +422,8 @@ fn load(
     capacity: usize,
     counters: Arc<Counters>,
 ) -> Result<(Worker, Arc<ChatInfo>), RuntimeError> {
-    let model = Model::load(&config.path, ModelOptions::default())?;
+    let model = Model::load(&config.path, ModelOptions::default())
+        .map_err(|e| RuntimeError::Engine(format!("{}: {e}", config.path.display())))?;
     let tokenizer = Tokenizer::from_gguf(model.file().metadata())
         .map_err(|e| RuntimeError::Engine(format!("{}: tokenizer: {e}", config.path.display())))?;
     if tokenizer.vocab_size() > model.vocab_size() {

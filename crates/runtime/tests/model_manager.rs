@@ -388,3 +388,54 @@ fn dropping_the_runtime_ends_its_model_threads() {
         eventually("threads ended", || threads() == 0).await;
     });
 }
+
+#[test]
+fn a_model_that_cannot_load_fails_every_waiter_and_holds_no_memory() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // A vocabulary-only file: its header reads (the estimate works), its tensors are
+        // missing (the load fails on the model's thread).
+        let vocab_only = tern_testkit::llamacpp_models_dir().join("ggml-vocab-llama-spm.gguf");
+        let missing = std::env::temp_dir().join("tern-runtime-test-no-such-model.gguf");
+        let runtime = Runtime::new(RuntimeConfig {
+            models: vec![
+                ModelEntry::new("broken", &vocab_only),
+                ModelEntry::new("missing", &missing),
+            ],
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let runtime = runtime.clone();
+                tokio::spawn(async move {
+                    runtime
+                        .generate(request("broken", "Hello", 2))
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        for task in tasks {
+            match task.await.unwrap() {
+                Err(RuntimeError::Engine(message)) => {
+                    assert!(message.contains("ggml-vocab-llama-spm"), "{message}")
+                }
+                other => panic!("expected an engine error, got {other:?}"),
+            }
+        }
+        match runtime.generate(request("missing", "Hello", 2)).await {
+            Err(RuntimeError::Engine(message)) => {
+                assert!(message.contains("no-such-model"), "{message}")
+            }
+            other => panic!("expected an engine error, got {other:?}"),
+        }
+        assert!(runtime.loaded().is_empty());
+        assert_eq!(runtime.metrics().reserved_bytes, 0);
+        runtime.shutdown(Duration::from_secs(10)).await;
+    });
+}
