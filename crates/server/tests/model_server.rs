@@ -577,6 +577,39 @@ async fn a_full_queue_answers_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn requests_beyond_the_waiting_list_of_a_loading_model_get_503() {
+    // One request may wait for the load; the model is cold, so of six requests sent at
+    // once, some find the waiting list full while it loads.
+    let server = std::sync::Arc::new(start(ServerConfig::default(), 1, 1).await);
+    let mut requests = Vec::new();
+    for _ in 0..6 {
+        let server = server.clone();
+        requests.push(tokio::spawn(async move {
+            let body = json!({"model": MODEL, "prompt": "Hi", "max_tokens": 2});
+            let response = server.post("/v1/completions", &body).await;
+            let status = response.status().as_u16();
+            let retry = response.headers().get("retry-after").cloned();
+            (status, retry, response.json_value().await)
+        }));
+    }
+    let mut loading = 0;
+    for request in requests {
+        let (status, retry, body) = request.await.expect("task");
+        match status {
+            200 => assert_eq!(body["usage"]["completion_tokens"], 2),
+            503 => {
+                loading += 1;
+                assert_eq!(body["error"]["code"], "model_loading", "{body}");
+                assert!(retry.is_some(), "503 without Retry-After");
+            }
+            429 => assert_eq!(body["error"]["code"], "queue_full", "{body}"),
+            other => panic!("status {other}: {body}"),
+        }
+    }
+    assert!(loading >= 1, "no request saw the model loading");
+}
+
+#[tokio::test]
 async fn a_client_disconnect_cancels_its_generation_and_frees_the_slot() {
     let server = start(ServerConfig::default(), 1, 4).await;
     let running = long_stream(&server).await;
