@@ -189,6 +189,8 @@ pub(crate) struct Worker {
     pub logits: Logits,
     pub batch_size: usize,
     pub shared: Arc<WorkerShared>,
+    /// The tokenizer's end-of-generation ids (masked for `ignore_eos`).
+    end_of_generation: Vec<u32>,
 }
 
 impl Worker {
@@ -205,6 +207,7 @@ impl Worker {
             kv: model.new_kv_cache(parallel, ctx),
             scratch: model.new_scratch(batch_size, ctx),
             logits: Logits::new(model.vocab_size(), parallel),
+            end_of_generation: tokenizer.end_of_generation_ids(),
             model,
             tokenizer,
             batch_size,
@@ -263,6 +266,7 @@ impl Worker {
                 let error = RuntimeError::from(e);
                 tracing::error!(error = %error, "forward pass failed");
                 let mut in_batch: Vec<u32> = batch.seq_ids().to_vec();
+                in_batch.sort_unstable();
                 in_batch.dedup();
                 for s in in_batch {
                     let slot = &mut slots[s as usize];
@@ -496,7 +500,7 @@ impl Worker {
         }
         let logits = self.logits.row_mut(row);
         if seq.job.ignore_eos {
-            for id in self.tokenizer.end_of_generation_ids() {
+            for &id in &self.end_of_generation {
                 if let Some(l) = logits.get_mut(id as usize) {
                     *l = f32::NEG_INFINITY;
                 }
