@@ -440,3 +440,38 @@ fn shutdown_finishes_in_flight_work_then_cancels_stragglers() {
 fn runtime_fresh() -> tern_runtime::Runtime {
     runtime(vec![entry("smol", TestModel::SmolLm2_135m)], None)
 }
+
+#[test]
+fn prompts_read_at_the_same_time_share_each_step() {
+    rt().block_on(async {
+        let mut e = entry("smol", TestModel::SmolLm2_135m);
+        e.batch_size = 32;
+        let runtime = runtime(vec![e], None);
+        collect(runtime.generate(request("smol", "Warm up", 1)).await.unwrap()).await;
+        let first = "Alpha beta gamma delta epsilon. ".repeat(25);
+        let second = "One two three four five six. ".repeat(25);
+        let a = runtime.generate(request("smol", &first, 1)).await.unwrap();
+        let b = runtime.generate(request("smol", &second, 1)).await.unwrap();
+        let (tokens_a, tokens_b) = (a.prompt_tokens(), b.prompt_tokens());
+        let before = forward_calls(&runtime, "smol");
+        let ttft = |mut stream: tern_runtime::GenerationStream| async move {
+            let mut ttft = None;
+            while let Some(event) = stream.next().await {
+                if let Event::Done { timings, .. } = event {
+                    ttft = Some(timings.ttft);
+                }
+            }
+            ttft.unwrap()
+        };
+        let (ttft_a, ttft_b) = tokio::join!(ttft(a), ttft(b));
+        let calls = forward_calls(&runtime, "smol") - before;
+        println!("prompts of {tokens_a} and {tokens_b} tokens: first tokens after {ttft_a:?} and {ttft_b:?}, {calls} passes");
+        // Both prompts together fill every pass: no pass is wasted on one alone...
+        assert!(calls as usize <= (tokens_a + tokens_b).div_ceil(32) + 1, "{calls} passes");
+        // ...and they finish together (the shorter one at 10 of 11 steps), instead of the
+        // second starting after the first (5 of 11 steps).
+        let (early, late) = (ttft_a.min(ttft_b), ttft_a.max(ttft_b));
+        assert!(early.as_secs_f64() >= 0.7 * late.as_secs_f64(), "first tokens after {ttft_a:?} and {ttft_b:?}");
+        runtime.shutdown(Duration::from_secs(10)).await;
+    });
+}
