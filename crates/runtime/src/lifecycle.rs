@@ -243,7 +243,8 @@ impl Inner {
         let config = entry.config.clone();
         let counters = Arc::clone(&entry.counters);
         let weak = Arc::downgrade(self);
-        let name = format!("tern-model-{}", config.name);
+        // A thread name must not hold NUL (std panics on it); config names are user text.
+        let name = format!("tern-model-{}", config.name.replace('\0', ""));
         let spawned = std::thread::Builder::new()
             .name(name)
             .spawn(move || model_thread(weak, index, config, footprint, counters, attempt));
