@@ -33,9 +33,10 @@ impl Drop for Server {
     }
 }
 
-/// Starts `tern serve --json` and reads the address it printed once listening.
+/// Starts `tern serve --json` with the SmolLM2 file and reads the address it printed.
 fn start(home: &std::path::Path) -> (Server, String) {
-    let mut child = tern(home)
+    let mut command = tern(home);
+    command
         .args(["serve", "--json", "--port", "0", "--api-key", KEY])
         .args([
             "--max-tokens",
@@ -47,7 +48,21 @@ fn start(home: &std::path::Path) -> (Server, String) {
         ])
         .args(["--threads", "1", "--shutdown-timeout", "20"])
         .arg("--model")
-        .arg(model_path(TestModel::SmolLm2_135m))
+        .arg(model_path(TestModel::SmolLm2_135m));
+    let (server, listening) = spawn(command);
+    assert_eq!(
+        listening["models"],
+        serde_json::json!(["smollm2-135m-instruct-q4_1"])
+    );
+    (
+        server,
+        listening["listening"].as_str().expect("url").to_string(),
+    )
+}
+
+/// Spawns a `tern serve --json` command and reads the object it prints once listening.
+fn spawn(mut command: Command) -> (Server, serde_json::Value) {
+    let mut child = command
         .env("TERN_THREADS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -58,24 +73,63 @@ fn start(home: &std::path::Path) -> (Server, String) {
     // `--json` prints one pretty-printed object once the socket is bound.
     let mut text = String::new();
     let mut lines = BufReader::new(stdout).lines();
-    let listening = loop {
+    let listening: serde_json::Value = loop {
         let line = lines
             .next()
             .expect("tern serve printed its address")
             .expect("read stdout");
         text.push_str(&line);
         if line == "}" {
-            let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-            break value;
+            break serde_json::from_str(&text).expect("JSON");
         }
     };
-    let url = listening["listening"].as_str().expect("url").to_string();
+    let url = listening["listening"].as_str().expect("url");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    assert_eq!(
-        listening["models"],
-        serde_json::json!(["smollm2-135m-instruct-q4_1"])
-    );
-    (server, url)
+    (server, listening)
+}
+
+/// `GET path` over a fresh loopback connection: (status, body).
+fn http_get(url: &str, path: &str, key: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).expect("connect");
+    let auth = key.map_or_else(String::new, |k| format!("Authorization: Bearer {k}\r\n"));
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    socket.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// Sends SIGTERM and expects a clean exit.
+fn stop(server: &mut Server) {
+    let pid = server.0.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            break status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tern serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
 }
 
 #[test]
@@ -106,24 +160,7 @@ fn openai_python_client_and_ollama_requests_against_tern_serve() {
     eprintln!("{report}");
 
     // SIGTERM: a graceful stop, exit 0.
-    let pid = server.0.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let code = loop {
-        if let Some(status) = server.0.try_wait().expect("wait") {
-            break status.code();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tern serve did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(code, Some(0));
+    stop(&mut server);
 }
 
 #[test]
@@ -135,4 +172,45 @@ fn listening_beyond_loopback_needs_an_api_key() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("without API keys"), "{stderr}");
     assert!(stderr.contains("help:"), "{stderr}");
+}
+
+#[test]
+fn a_config_file_sets_the_models_and_the_server_table() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let config = home.path().join("tern.toml");
+    let model = model_path(TestModel::SmolLm2_135m);
+    std::fs::write(
+        &config,
+        format!(
+            "memory_budget = \"1GiB\"\n\n[server]\napi_keys = [\n  \"from-the-file\",\n]\nmax_tokens = 64\n\n[[models]]\nname = \"small\"\npath = {:?}\nctx_size = 512\n",
+            model.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let mut command = tern(home.path());
+    command
+        .args(["serve", "--json", "--port", "0", "--config"])
+        .arg(&config)
+        .env_remove("TERN_API_KEY");
+    let (mut server, listening) = spawn(command);
+    assert_eq!(listening["models"], serde_json::json!(["small"]));
+    let url = listening["listening"].as_str().expect("url");
+    assert_eq!(http_get(url, "/v1/models", None).0, 401);
+    assert_eq!(http_get(url, "/v1/models", Some("wrong")).0, 401);
+    let (status, body) = http_get(url, "/v1/models", Some("from-the-file"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"id\":\"small\""), "{body}");
+    assert_eq!(http_get(url, "/health", None).0, 200);
+    stop(&mut server);
+
+    // A typo in the server table is an error naming the key and its line.
+    std::fs::write(&config, "[server]\napi_key = \"x\"\n").expect("write config");
+    let (code, _, stderr) = run(tern(home.path())
+        .args(["serve", "--port", "0", "--config"])
+        .arg(&config));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("api_key") && stderr.contains("line 2"),
+        "{stderr}"
+    );
 }
