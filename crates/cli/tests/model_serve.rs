@@ -90,13 +90,19 @@ fn spawn(mut command: Command) -> (Server, serde_json::Value) {
 
 /// `GET path` over a fresh loopback connection: (status, body).
 fn http_get(url: &str, path: &str, key: Option<&str>) -> (u16, String) {
+    http(url, "GET", path, key, "")
+}
+
+/// One request over a fresh loopback connection: (status, body).
+fn http(url: &str, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let address = url.trim_start_matches("http://");
     let mut socket = std::net::TcpStream::connect(address).expect("connect");
     let auth = key.map_or_else(String::new, |k| format!("Authorization: Bearer {k}\r\n"));
     write!(
         socket,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("send");
     let mut response = String::new();
@@ -201,6 +207,17 @@ fn a_config_file_sets_the_models_and_the_server_table() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"id\":\"small\""), "{body}");
     assert_eq!(http_get(url, "/health", None).0, 200);
+    // The table's max_tokens (64) is the limit.
+    let request = r#"{"model": "small", "prompt": "Hi", "max_tokens": 65}"#;
+    let (status, body) = http(
+        url,
+        "POST",
+        "/v1/completions",
+        Some("from-the-file"),
+        request,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at most 64"), "{body}");
     stop(&mut server);
 
     // A typo in the server table is an error naming the key and its line.
