@@ -96,6 +96,12 @@ async fn api_keys_are_required_except_for_probes() {
         let answer = send(&app, with_key(get("/v1/models"), key)).await;
         assert_eq!(answer.status, StatusCode::OK, "{key}");
     }
+    // Some clients send the key as `x-api-key`.
+    let mut header_key = get("/v1/models");
+    header_key
+        .headers_mut()
+        .insert("x-api-key", "secret-one".parse().unwrap());
+    assert_eq!(send(&app, header_key).await.status, StatusCode::OK);
     // The scheme is case-insensitive.
     let mut lower = get("/v1/models");
     lower
@@ -529,6 +535,24 @@ async fn pull_streams_progress_and_installs_into_the_store() {
             .unwrap()
             .contains("/no/such/file.gguf")
     );
+}
+
+#[tokio::test]
+async fn ready_with_a_servable_model_even_before_it_loads() {
+    let entry = tern_runtime::ModelEntry::new(
+        "small",
+        tern_testkit::model_path(tern_testkit::TestModel::SmolLm2_135m),
+    );
+    let runtime = tern_runtime::Runtime::new(tern_runtime::RuntimeConfig {
+        models: vec![entry],
+        ..tern_runtime::RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let app = tern_server::router(tern_server::AppState::new(runtime, ServerConfig::default()));
+    let answer = send(&app, get("/ready")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["status"], "ready");
+    assert_eq!(answer.json()["loaded"], serde_json::json!([]));
 }
 
 #[test]
