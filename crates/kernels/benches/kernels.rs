@@ -227,7 +227,7 @@ mod quantize {
         let mut out = vec![0u8; N / ty.block_size() * ty.type_size()];
         bencher
             .counter(BytesCount::new(N * 4))
-            .bench_local(|| k.quantize_row(ty, &x, &mut out).unwrap());
+            .bench_local(|| k.quantize_activation_row(ty, &x, &mut out).unwrap());
     }
 }
 

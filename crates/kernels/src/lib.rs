@@ -35,5 +35,8 @@ pub use ops::{
     f16_to_f32_slice, f32_to_f16_slice, geglu_tanh, gelu_tanh, rms_norm, rms_norm_in_place, silu,
     softmax_in_place, swiglu, vec_dot_f16, vec_dot_f16_ggml, vec_mad_f16, vec_scale_f16,
 };
-pub use quant::{dequantize_row, quantize_row, supported_weight_type, vec_dot, vec_dot_type};
+pub use quant::{
+    dequantize_row, quantize_activation_row, quantize_row, supported_weight_type, vec_dot,
+    vec_dot_type,
+};
 pub use rope::{RopeOrdering, RopeParams, rope, rope_apply, rope_cache_init};

@@ -2,8 +2,8 @@
 //! every x86_64 path this CPU has (a path it lacks is reported as skipped on stderr).
 //! One macro generates one test per (kernel, path) pair.
 //!
-//! - Quantizers: the same bytes as the scalar quantizer, always (random rows, rows with
-//!   rounding ties, zero blocks, sign ties for Q8_K's first-maximum rule).
+//! - Activation quantizers: the same bytes as the scalar path's, always (random rows,
+//!   rows with rounding ties, zero blocks, sign ties for Q8_K's first-maximum rule).
 //! - Dot products, on random shapes (1 to 12 blocks, or 1 to 300 values for the float
 //!   types) read from unaligned addresses:
 //!   - *exact* data (see `simd_support`): bit-for-bit equal to the scalar result, which
@@ -126,8 +126,8 @@ fn check_quantize(ty: GgmlType, path: KernelPath) {
                 let x = &buf[offset..];
                 let bytes = blocks * ty.type_size();
                 let (mut want, mut got) = (vec![0u8; bytes], vec![0xEEu8; bytes + 1]);
-                scalar.quantize_row(ty, x, &mut want).unwrap();
-                k.quantize_row(ty, x, &mut got[1..]).unwrap();
+                scalar.quantize_activation_row(ty, x, &mut want).unwrap();
+                k.quantize_activation_row(ty, x, &mut got[1..]).unwrap();
                 prop_assert_eq!(&got[1..], &want[..]);
                 Ok(())
             },
@@ -224,5 +224,41 @@ fn avx512_bf16_is_used_where_present() {
         let uses = k.extras().contains("avx512bf16");
         let avx512 = matches!(k.path(), KernelPath::Avx512 | KernelPath::Avx512Vnni);
         assert_eq!(uses, has && avx512, "{:?}", k);
+    }
+}
+
+/// Activations are quantized as llama.cpp's x86 CPU backend does (`127 / amax`, ties to
+/// even) on every path, the scalar one included; `quantize_row` keeps ggml's reference
+/// rounding (`1 / d`, ties away from zero), how files store Q8_0 weights.
+#[test]
+fn activation_quantizers_round_like_llama_cpp_x86() {
+    let mut x = [0.0f32; 32];
+    // amax 127 gives id = 1, so the scaled values are the .5 ties themselves.
+    x[..5].copy_from_slice(&[127.0, 2.5, -3.5, 0.5, -0.5]);
+    for k in Kernels::available() {
+        for ty in [GgmlType::Q8_0, GgmlType::Q8_1] {
+            let mut act = vec![0u8; ty.type_size()];
+            k.quantize_activation_row(ty, &x, &mut act).unwrap();
+            let q = &act[ty.type_size() - 32..];
+            assert_eq!(
+                &q[..5],
+                &[127, 2, (-4i8) as u8, 0, 0],
+                "{:?} {ty}",
+                k.path()
+            );
+            let mut reference = vec![0u8; ty.type_size()];
+            k.quantize_row(ty, &x, &mut reference).unwrap();
+            let r = &reference[ty.type_size() - 32..];
+            assert_eq!(
+                &r[..5],
+                &[127, 3, (-4i8) as u8, 1, (-1i8) as u8],
+                "{:?} {ty}",
+                k.path()
+            );
+            if ty == GgmlType::Q8_1 {
+                // s = d · Σq with the f32 d = 1: 127 + 2 - 4.
+                assert_eq!(half::f16::from_le_bytes([act[2], act[3]]).to_f32(), 125.0);
+            }
+        }
     }
 }

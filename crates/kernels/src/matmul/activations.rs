@@ -135,10 +135,11 @@ impl QuantizedActivations {
     }
 
     /// Quantizes `n_rows` rows of `cols` values from `x` (row-major) to
-    /// `vec_dot_type(for_weight)`, as ggml does before a matmul with weights of type
-    /// `for_weight`, with the kernels of this process. The result can be reused for every
-    /// matrix whose weights have the same activation type (e.g. the Q, K and V
-    /// projections).
+    /// `vec_dot_type(for_weight)`, as llama.cpp's CPU backend does before a matmul with
+    /// weights of type `for_weight` (its x86 rounding for Q8_0 / Q8_1, see
+    /// [`crate::Kernels::quantize_activation_row`]), with the kernels of this process.
+    /// The result can be reused for every matrix whose weights have the same activation
+    /// type (e.g. the Q, K and V projections).
     ///
     /// # Panics
     /// If `for_weight` is not a supported weight type, if `x.len() != n_rows * cols`, or
@@ -150,7 +151,7 @@ impl QuantizedActivations {
     }
 
     /// [`QuantizedActivations::quantize`] with the given kernels' quantizers (every
-    /// path's quantizers give the same bytes).
+    /// path's activation quantizers give the same bytes).
     ///
     /// # Panics
     /// As [`QuantizedActivations::quantize`].

@@ -38,7 +38,7 @@ pub mod q8_k;
 use tern_gguf::GgmlType;
 
 use crate::blocks::as_blocks;
-use crate::blocks::as_blocks_mut;
+use crate::blocks::{F16Le, as_blocks_mut};
 use crate::error::KernelError;
 
 /// Exact integer dot product of two 32-value blocks of quants. Written as one plain loop
@@ -195,17 +195,55 @@ pub(crate) fn scalar_row_kernels(ty: GgmlType) -> Option<RowKernels> {
     })
 }
 
-/// The scalar activation quantizers, as table entries.
+/// Q8_0 / Q8_1 blocks as llama.cpp's CPU backend quantizes activations on x86
+/// (ggml-cpu/arch/x86/quants.c `quantize_row_q8_0` / `quantize_row_q8_1`): per block,
+/// `d = amax / 127`, the values times `127 / amax` (not `1 / d`) rounded to nearest with
+/// ties to even, and for Q8_1 `s = d · Σq` (the f32 `d`). ggml's reference quantizer
+/// ([`q8_0::quantize`]: `1 / d`, ties away from zero) writes the weights of files; the
+/// CPU backend uses this one for everything it quantizes at run time (activations, a
+/// Q8_0 KV cache). The two differ in rare last-quant cases, which on real activations
+/// move a matmul's outputs by ~3e-4 relative against llama.cpp (measured on SmolLM2's
+/// first layer by the engine), versus ~1e-7 with this one. Every tern path quantizes
+/// activations this way, so the paths agree with each other and with the goldens'
+/// llama.cpp build. (llama.cpp's Arm build multiplies by `1 / d` and rounds ties to
+/// even: a third variant, not reproduced.)
+fn quantize_q8_x86(x: &[f32], out: &mut [u8], with_sum: bool) {
+    let block_bytes = if with_sum { 36 } else { 34 };
+    assert_eq!(
+        x.len() / 32 * block_bytes,
+        out.len(),
+        "q8 activations: length mismatch"
+    );
+    for (x, b) in x.chunks_exact(32).zip(out.chunks_exact_mut(block_bytes)) {
+        let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let (head, qs) = b.split_at_mut(block_bytes - 32);
+        let mut sum = 0i32;
+        for (q, &v) in qs.iter_mut().zip(x) {
+            let r = (v * id).round_ties_even() as i8;
+            sum += r as i32;
+            *q = r as u8;
+        }
+        head[..2].copy_from_slice(&F16Le::from_f32(d).0);
+        if with_sum {
+            head[2..4].copy_from_slice(&F16Le::from_f32(d * sum as f32).0);
+        }
+    }
+}
+
+/// The scalar path's Q8_0 activation quantizer (see [`quantize_q8_x86`]).
 pub(crate) fn scalar_quantize_q8_0(x: &[f32], out: &mut [u8]) {
-    q8_0::quantize(x, as_blocks_mut(out));
+    quantize_q8_x86(x, out, false);
 }
 
-/// See [`scalar_quantize_q8_0`].
+/// The scalar path's Q8_1 activation quantizer (see [`quantize_q8_x86`]).
 pub(crate) fn scalar_quantize_q8_1(x: &[f32], out: &mut [u8]) {
-    q8_1::quantize(x, as_blocks_mut(out));
+    quantize_q8_x86(x, out, true);
 }
 
-/// See [`scalar_quantize_q8_0`].
+/// The scalar path's Q8_K activation quantizer: ggml's reference, which llama.cpp's x86
+/// backend also uses.
 pub(crate) fn scalar_quantize_q8_k(x: &[f32], out: &mut [u8]) {
     q8_k::quantize(x, as_blocks_mut(out));
 }
@@ -265,10 +303,18 @@ pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(),
     Ok(())
 }
 
-/// Encodes `x` as one row of type `ty` into `out` with the kernels of this process (see
-/// [`crate::Kernels::quantize_row`]).
+/// Encodes `x` as one row of type `ty` into `out` as ggml's reference quantizer for that
+/// type does (see the format modules for the exact rounding) — how files store weights.
+/// Activations are quantized with [`quantize_activation_row`] instead.
 pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
-    crate::Kernels::current().quantize_row(ty, x, out)
+    crate::Kernels::scalar().quantize_row(ty, x, out)
+}
+
+/// Encodes `x` as one row of the activation type `ty` (Q8_0, Q8_1, Q8_K, F16, BF16 or
+/// F32) as llama.cpp's CPU backend does at run time, with the kernels of this process
+/// (see [`crate::Kernels::quantize_activation_row`]).
+pub fn quantize_activation_row(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
+    crate::Kernels::current().quantize_activation_row(ty, x, out)
 }
 
 /// Dot product of one weight row of type `weight_type` with one activation row of type
@@ -285,11 +331,36 @@ pub fn vec_dot(
 
 impl crate::Kernels {
     /// Encodes `x` as one row of type `ty` into `out`, as ggml's reference quantizer for
-    /// that type does (see the format modules for the exact rounding). The activation
-    /// types Q8_0, Q8_1 and Q8_K use this path's SIMD quantizer, which gives the same
-    /// bytes as the scalar one.
+    /// that type does (see the format modules for the exact rounding). Portable code on
+    /// every path: this is how weights are written, not a hot path.
     pub fn quantize_row(&self, ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
-        let f = self.quantizer(ty).ok_or(KernelError::UnsupportedType(ty))?;
+        let f = quantizer(ty).ok_or(KernelError::UnsupportedType(ty))?;
+        check_row(ty, x.len(), out.len())?;
+        // SAFETY: a scalar function (no target features); lengths checked above.
+        unsafe { f(x, out) };
+        Ok(())
+    }
+
+    /// Encodes `x` as one row of the activation type `ty` as llama.cpp's CPU backend
+    /// quantizes activations: Q8_0 / Q8_1 with its x86 rounding (`127 / amax`, ties to
+    /// even; see `quantize_q8_x86` in this module's source), Q8_K with ggml's reference
+    /// (which that backend calls too), F16 / BF16 / F32 as [`Self::quantize_row`]. Every
+    /// path writes the same bytes; the SIMD paths use their own quantizers.
+    pub fn quantize_activation_row(
+        &self,
+        ty: GgmlType,
+        x: &[f32],
+        out: &mut [u8],
+    ) -> Result<(), KernelError> {
+        let f = match ty {
+            GgmlType::Q8_0
+            | GgmlType::Q8_1
+            | GgmlType::Q8_K
+            | GgmlType::F16
+            | GgmlType::BF16
+            | GgmlType::F32 => self.quantizer(ty).ok_or(KernelError::UnsupportedType(ty))?,
+            _ => return Err(KernelError::UnsupportedType(ty)),
+        };
         check_row(ty, x.len(), out.len())?;
         // SAFETY: `self` holds a table that `arch::table` checked against this CPU's
         // features; the row lengths were checked above.

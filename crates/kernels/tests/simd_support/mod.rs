@@ -154,7 +154,7 @@ pub fn activation_row(ty: GgmlType, blocks: usize, rng: &mut XorShift, exact: bo
         let x: Vec<f32> = (0..n).map(|_| rng.unit() * 3.0).collect();
         let mut out = vec![0u8; n / act.block_size() * act.type_size()];
         Kernels::scalar()
-            .quantize_row(act, &x, &mut out)
+            .quantize_activation_row(act, &x, &mut out)
             .expect("quantize");
         return out;
     }

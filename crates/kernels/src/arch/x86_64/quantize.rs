@@ -1,19 +1,18 @@
 //! The activation quantizers (Q8_0, Q8_1, Q8_K) on 256-bit registers, shared by every
-//! x86_64 path. They give exactly the bytes of the scalar reference in [`crate::quant`]:
+//! x86_64 path. They give exactly the bytes of the scalar path's activation quantizers
+//! (`crate::quant::scalar_quantize_q8_*`):
 //!
-//! - Q8_0 / Q8_1 as ggml's `quantize_row_q8_0_ref` / `_q8_1_ref`: `amax` over the block,
-//!   `d = amax / 127`, the values times `1 / d`, rounded to nearest with ties away from
-//!   zero (C `roundf`); Q8_1 adds `s = d * Σq`. llama.cpp's own AVX2 quantizers
-//!   (ggml-cpu/arch/x86/quants.c `quantize_row_q8_0`) multiply by `127 / amax` and round
-//!   ties to even instead, so in rare cases a quant differs by one from llama.cpp's; tern
-//!   keeps its scalar reference's rounding on every path so that the paths agree.
+//! - Q8_0 / Q8_1 as llama.cpp's AVX2 `quantize_row_q8_0` / `quantize_row_q8_1`
+//!   (ggml-cpu/arch/x86/quants.c): `amax` over the block, `d = amax / 127`, the values
+//!   times `id = 127 / amax`, rounded to nearest with ties to even (`vroundps` in the
+//!   default mode), packed to bytes; Q8_1 adds `s = d · Σq`;
 //! - Q8_K as ggml's `quantize_row_q8_K_ref` (which llama.cpp's x86 backend calls): the
 //!   signed value of largest magnitude (the first on ties) gives `iscale = -127 / max`,
 //!   `q = nearest_int(iscale * x)` capped at 127 (ties to even, which `vcvtps2dq` does
 //!   exactly like ggml's magic-number trick for these magnitudes), `d = 1 / iscale`,
 //!   and the sums of every 16 quants.
 //!
-//! Only a NaN input can make them differ from the reference (the lanes' `max` treats
+//! Only a NaN input can make them differ from the scalar ones (the lanes' `max` treats
 //! NaN differently from `f32::max`); a NaN activation is garbage either way.
 
 use std::arch::x86_64::*;
@@ -52,34 +51,18 @@ unsafe fn round_i32(x: __m256) -> __m256i {
     }
 }
 
-/// Rounds to the nearest integer, ties away from zero (C `roundf`): the truncated
-/// magnitude plus one where the dropped fraction is at least one half (the fraction is
-/// exact, unlike `trunc(|x| + 0.5)`, which rounds 0.49999997 up).
-#[inline(always)]
-unsafe fn round_away_i32(x: __m256) -> __m256i {
-    // SAFETY: AVX per module contract.
-    unsafe {
-        let sign = _mm256_set1_ps(-0.0);
-        let ax = _mm256_andnot_ps(sign, x);
-        let t = _mm256_round_ps(ax, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-        let up = _mm256_cmp_ps(_mm256_sub_ps(ax, t), _mm256_set1_ps(0.5), _CMP_GE_OQ);
-        let r = _mm256_add_ps(t, _mm256_and_ps(up, _mm256_set1_ps(1.0)));
-        _mm256_cvttps_epi32(_mm256_or_ps(r, _mm256_and_ps(sign, x)))
-    }
-}
-
-/// Rounds 32 values (ties away from zero) and packs them to bytes in order; returns the
-/// bytes and the 8 lane sums of the i32 values (lane sums of values `i, i+8, ...`
-/// folded: only their total is used).
+/// Rounds 32 values (ties to even) and packs them to bytes in order; returns the bytes
+/// and the 8 lane sums of the i32 values (lane sums of values `i, i+8, ...` folded: only
+/// their total is used).
 #[inline(always)]
 unsafe fn round_pack_32(v: [__m256; 4]) -> (__m256i, __m256i) {
     // SAFETY: AVX2 per module contract.
     unsafe {
         let (i0, i1, i2, i3) = (
-            round_away_i32(v[0]),
-            round_away_i32(v[1]),
-            round_away_i32(v[2]),
-            round_away_i32(v[3]),
+            round_i32(v[0]),
+            round_i32(v[1]),
+            round_i32(v[2]),
+            round_i32(v[3]),
         );
         let sums = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
         // Packing works per 128-bit half; the permute puts the dwords back in order.
@@ -108,7 +91,7 @@ unsafe fn q8_block(x: &[f32]) -> (__m256i, __m256i, f32) {
         );
         let amax = hmax_f32_8(m);
         let d = amax / 127.0;
-        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
         let (q, sums) = round_pack_32([
             _mm256_mul_ps(v[0], id),
             _mm256_mul_ps(v[1], id),
