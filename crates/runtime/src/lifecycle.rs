@@ -469,9 +469,19 @@ pub(crate) fn reaper(weak: Weak<Inner>) {
         let now = Instant::now();
         let mut next: Option<Instant> = None;
         for index in 0..state.entries.len() {
-            let entry = &state.entries[index];
-            let idle =
-                entry.in_flight == 0 && !entry.config.pin && matches!(entry.phase, Phase::Ready(_));
+            let entry = &mut state.entries[index];
+            let idle = entry.in_flight == 0
+                && entry.waiting_for_load == 0
+                && !entry.config.pin
+                && matches!(entry.phase, Phase::Ready(_));
+            // Idle without a deadline (the requests that waited for its load gave up):
+            // its keep-alive starts now.
+            if idle
+                && entry.expires_at.is_none()
+                && let KeepAlive::For(d) = entry.keep_alive
+            {
+                entry.expires_at = now.checked_add(d);
+            }
             match entry.expires_at {
                 Some(at) if idle && at <= now => {
                     inner.start_unload(&mut state, index, EvictionReason::KeepAliveExpired, false);
