@@ -25,6 +25,7 @@ mod lifecycle;
 pub mod pooling;
 mod runtime;
 mod scheduler;
+mod status;
 
 pub use api::{
     Embeddings, Event, Eviction, EvictionReason, FinishReason, GenerateRequest, GenerationStream,

@@ -9,7 +9,6 @@
 //! otherwise the request waits (up to `memory_wait`) for busy models to become idle, and
 //! fails with [`RuntimeError::DoesNotFit`] naming the budget, the sizes and the holders.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,10 +17,9 @@ use tern_tokenizer::chat::Message;
 use tokio::sync::mpsc;
 
 use crate::api::{
-    Embeddings, EvictionReason, GenerateRequest, GenerationStream, LoadState, LoadedStatus,
-    ModelInfo, ModelMetrics, ModelStats, Prompt, RuntimeMetrics,
+    Embeddings, EvictionReason, GenerateRequest, GenerationStream, ModelStats, Prompt,
 };
-use crate::budget::{MachineMemory, format_bytes, process_rss};
+use crate::budget::{MachineMemory, format_bytes};
 use crate::config::{KeepAlive, RuntimeConfig};
 use crate::error::RuntimeError;
 use crate::estimate::{Footprint, RunShape, estimate_file};
@@ -31,7 +29,7 @@ use crate::scheduler::{Counters, Job};
 /// The model manager. Cheap to clone: clones share the same models.
 #[derive(Clone, Debug)]
 pub struct Runtime {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// What a request must wait for.
@@ -194,68 +192,6 @@ impl Runtime {
     /// The memory budget in bytes.
     pub fn budget(&self) -> u64 {
         self.inner.budget
-    }
-
-    /// Every servable model.
-    pub fn models(&self) -> Vec<ModelInfo> {
-        let state = self.inner.lock();
-        state
-            .entries
-            .iter()
-            .map(|e| {
-                let meta = std::fs::metadata(&e.config.path).ok();
-                ModelInfo {
-                    name: e.config.name.clone(),
-                    aliases: e.config.aliases.clone(),
-                    path: e.config.path.clone(),
-                    file_size: meta.as_ref().map_or(0, |m| m.len()),
-                    modified: meta.and_then(|m| m.modified().ok()),
-                    ctx_size: e.config.ctx_size,
-                    parallel: e.config.parallel,
-                    pinned: e.config.pin,
-                    loaded: matches!(e.phase, Phase::Ready(_)),
-                    estimate: e.estimate,
-                }
-            })
-            .collect()
-    }
-
-    /// Models that hold memory: loading, ready or unloading.
-    pub fn loaded(&self) -> Vec<LoadedStatus> {
-        let state = self.inner.lock();
-        let now = Instant::now();
-        let wall = std::time::SystemTime::now();
-        state
-            .entries
-            .iter()
-            .filter_map(|e| {
-                let (state, footprint, measured) = match &e.phase {
-                    Phase::Unloaded => return None,
-                    Phase::Loading { .. } => {
-                        (LoadState::Loading, e.estimate.unwrap_or_default(), None)
-                    }
-                    Phase::Ready(l) => (LoadState::Ready, l.footprint, l.measured),
-                    Phase::Unloading { .. } => {
-                        (LoadState::Unloading, e.estimate.unwrap_or_default(), None)
-                    }
-                };
-                Some(LoadedStatus {
-                    name: e.config.name.clone(),
-                    state,
-                    bytes_estimate: footprint.total(),
-                    footprint,
-                    bytes_measured: measured,
-                    expires_at: e
-                        .expires_at
-                        .map(|t| wall + t.saturating_duration_since(now)),
-                    pinned: e.config.pin,
-                    in_flight: e.in_flight,
-                    ctx_size: e.config.ctx_size,
-                    parallel: e.config.parallel,
-                    stats: stats_of(e),
-                })
-            })
-            .collect()
     }
 
     /// The model's configured sampling defaults, for a request to start from.
@@ -675,38 +611,6 @@ impl Runtime {
             .render(messages, add_generation_prompt)
     }
 
-    /// A snapshot for `/metrics`.
-    pub fn metrics(&self) -> RuntimeMetrics {
-        let state = self.inner.lock();
-        let models: Vec<ModelMetrics> = state
-            .entries
-            .iter()
-            .map(|e| {
-                let (queue_depth, measured) = match &e.phase {
-                    Phase::Ready(l) => (l.shared.queue_depth(), l.measured),
-                    _ => (0, None),
-                };
-                ModelMetrics {
-                    name: e.config.name.clone(),
-                    loaded: matches!(e.phase, Phase::Ready(_)),
-                    queue_depth,
-                    active_sequences: e.counters.active.load(Ordering::Relaxed),
-                    bytes_estimate: e.phase.reserved(),
-                    bytes_measured: measured,
-                    stats: stats_of(e),
-                }
-            })
-            .collect();
-        RuntimeMetrics {
-            queue_depth: models.iter().map(|m| m.queue_depth).sum(),
-            active_sequences: models.iter().map(|m| m.active_sequences).sum(),
-            budget_bytes: self.inner.budget,
-            reserved_bytes: Inner::reserved(&state),
-            rss_bytes: process_rss(),
-            models,
-        }
-    }
-
     /// Stops accepting requests, lets those in flight finish (up to `timeout`), then
     /// cancels what is left and unloads every model.
     pub async fn shutdown(&self, timeout: Duration) {
@@ -753,21 +657,6 @@ impl Runtime {
                 cancelled = true;
             }
         }
-    }
-}
-
-/// An entry's statistics with the scheduler's counters folded in.
-fn stats_of(e: &Entry) -> ModelStats {
-    let c = &e.counters;
-    ModelStats {
-        tokens_in: c.tokens_in.load(Ordering::Relaxed),
-        tokens_out: c.tokens_out.load(Ordering::Relaxed),
-        forward_calls: c.forward_calls.load(Ordering::Relaxed),
-        prefix_reused_tokens: c.prefix_reused.load(Ordering::Relaxed),
-        cancelled: c.cancelled.load(Ordering::Relaxed),
-        rejected_queue_full: c.rejected_queue_full.load(Ordering::Relaxed),
-        timeouts: c.timeouts.load(Ordering::Relaxed),
-        ..e.stats.clone()
     }
 }
 
