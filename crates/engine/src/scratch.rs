@@ -24,7 +24,11 @@ pub struct Scratch {
     pub(crate) attn: Vec<f32>,
     /// Output of a projection back to `d`. Shape: (max_tokens, d).
     pub(crate) proj: Vec<f32>,
-    /// Shape: (max_tokens, feed_forward_length).
+    /// Output of a fused Q|K|V matrix. Shape: (max_tokens, q_dim + 2 * kv_dim), empty
+    /// when the model has separate matrices.
+    pub(crate) qkv: Vec<f32>,
+    /// Shape: (max_tokens, feed_forward_length), twice as wide when gate and up are one
+    /// matrix.
     pub(crate) gate: Vec<f32>,
     /// Shape: (max_tokens, feed_forward_length).
     pub(crate) up: Vec<f32>,
@@ -58,7 +62,15 @@ impl Scratch {
             v: vec![0.0; max_tokens * config.kv_dim()],
             attn: vec![0.0; max_tokens * config.q_dim()],
             proj: vec![0.0; max_tokens * d],
-            gate: vec![0.0; max_tokens * ff],
+            qkv: vec![
+                0.0;
+                if config.fused_qkv {
+                    max_tokens * (config.q_dim() + 2 * config.kv_dim())
+                } else {
+                    0
+                }
+            ],
+            gate: vec![0.0; max_tokens * ff * if config.fused_gate_up { 2 } else { 1 }],
             up: vec![0.0; max_tokens * ff],
             hidden: vec![0.0; max_tokens * ff],
             rope_cache: vec![0.0; config.rope_dimension_count],
