@@ -251,6 +251,9 @@ impl Model {
             }
             QkvWeights::Fused(w) => {
                 let width = q_dim + 2 * kv_dim;
+                // `matmul` reuses quantized rows of the right shape: quantize this
+                // input explicitly, never trust what an earlier step left.
+                s.acts.quantize(w.ty, x, rows, d);
                 ops::matmul(w, &self.file, &mut s.acts, x, &mut s.qkv[..rows * width]);
                 for t in 0..rows {
                     let row = &s.qkv[t * width..(t + 1) * width];
@@ -288,6 +291,7 @@ impl Model {
             }
             None => {
                 // `s.gate` holds 2 * ff values per row when the config fuses them.
+                s.acts.quantize(lw.up.ty, x, rows, d);
                 ops::matmul(
                     &lw.up,
                     &self.file,

@@ -130,6 +130,8 @@ pub enum Mutation {
     SkipQkvBias,
     /// LongRoPE's short factors where the long ones apply, and the other way round.
     SwapLongRopeFactors,
+    /// Leave out the `rope_freqs` divisors (Llama 3 scaling).
+    DropRopeFreqs,
 }
 
 impl Model {
@@ -180,6 +182,11 @@ impl Model {
                 Some((short, long)) => std::mem::swap(short, long),
                 None => return not_applicable("LongRoPE factors"),
             },
+            Mutation::DropRopeFreqs => {
+                if w.rope_freqs.take().is_none() {
+                    return not_applicable("rope_freqs");
+                }
+            }
         }
         Ok(())
     }
