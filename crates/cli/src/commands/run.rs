@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tern_engine::session::{chat_prompt, sampler_vocabulary};
+use tern_engine::session::{chat_prompt_with, sampler_vocabulary};
 use tern_engine::{GenerateOptions, Model, ModelOptions, Session, SessionOptions};
 use tern_sampler::{ConstrainedDecoder, Constraint, SamplingParams};
 use tern_tokenizer::Tokenizer;
@@ -88,6 +88,10 @@ pub struct SamplingArgs {
     /// Stop before this text (repeatable)
     #[arg(long, value_name = "TEXT")]
     pub stop: Vec<String>,
+    /// Thinking mode of chat templates that have one (Qwen3's `enable_thinking`): true or
+    /// false (default: the template's own, thinking on for Qwen3)
+    #[arg(long, value_name = "BOOL")]
+    pub enable_thinking: Option<bool>,
     /// Threads for the forward pass (the engine runs on one thread until its thread pool
     /// lands; accepted for compatibility)
     #[arg(short = 't', long, value_name = "N", env = "TERN_THREADS")]
@@ -95,6 +99,15 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
+    /// Extra variables for the chat template.
+    pub fn template_variables(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut variables = serde_json::Map::new();
+        if let Some(on) = self.enable_thinking {
+            variables.insert("enable_thinking".into(), on.into());
+        }
+        variables
+    }
+
     /// The sampler parameters.
     pub fn params(&self) -> SamplingParams {
         SamplingParams {
@@ -223,7 +236,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 messages
             }
         };
-        chat_prompt(&loaded.template, loaded.session.tokenizer(), &messages)?
+        let variables = args.sampling.template_variables();
+        chat_prompt_with(
+            &loaded.template,
+            loaded.session.tokenizer(),
+            &messages,
+            &variables,
+        )?
     };
     let prompt_tokens = loaded.session.tokenize_prompt(&prompt_text);
     let mut options = args.sampling.generate_options();
