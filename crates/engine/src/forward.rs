@@ -10,6 +10,7 @@
 use crate::attention::{self, Arithmetic, Cached};
 use crate::config::AttentionScale;
 use crate::error::{Error, ErrorKind, Result};
+use crate::logits::OutputKind;
 use crate::weights::{LayerWeights, QkvWeights};
 use crate::{Batch, KvCache, Logits, Model, Scratch, ops};
 
@@ -212,6 +213,10 @@ impl Model {
                 eps,
             );
             dump(s.dumper.as_mut(), "result_norm", -1, &s.xb, rows, d);
+            if logits.kind() == OutputKind::Hidden {
+                logits.rows_mut(rows).copy_from_slice(&s.xb[..rows * d]);
+                return Ok(());
+            }
             s.acts.quantize(w.output.ty, &s.xb[..rows * d], rows, d);
             let out = logits.rows_mut(rows);
             ops::matmul(&w.output, &self.file, &mut s.acts, &s.xb[..rows * d], out);
@@ -337,10 +342,13 @@ impl Model {
             );
         }
         let wanted = batch.logits_count();
-        if logits.vocab_size() != c.vocab_size || wanted > logits.max_rows() {
+        let width = match logits.kind() {
+            OutputKind::Logits => c.vocab_size,
+            OutputKind::Hidden => c.embedding_length,
+        };
+        if logits.vocab_size() != width || wanted > logits.max_rows() {
             return invalid(format!(
-                "{wanted} logits rows of {} wanted, the buffer holds {} rows of {}",
-                c.vocab_size,
+                "{wanted} output rows of {width} wanted, the buffer holds {} rows of {}",
                 logits.max_rows(),
                 logits.vocab_size()
             ));

@@ -1,6 +1,10 @@
 //! Preallocated buffers of the forward pass (llama2.c's `RunState`): sized once for the
 //! largest batch, so a forward pass allocates nothing.
 
+use std::sync::Arc;
+
+use tern_kernels::pool::ThreadPool;
+
 use crate::attention;
 use crate::config::ModelConfig;
 use crate::dump::Dumper;
@@ -85,6 +89,20 @@ impl Scratch {
     /// The largest batch these buffers hold.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
+    }
+
+    /// Splits the matmuls of the following passes over `pool`'s threads (`None`, or a
+    /// pool of one thread: the calling thread alone). The logits are the same bits
+    /// whatever the thread count. A pool may be shared by several scratches (e.g. the
+    /// models of one process); passes that run at the same time then take turns per
+    /// matmul.
+    pub fn set_thread_pool(&mut self, pool: Option<Arc<ThreadPool>>) {
+        self.acts.set_pool(pool);
+    }
+
+    /// How many threads the matmuls of a pass use.
+    pub fn threads(&self) -> usize {
+        self.acts.pool().map_or(1, |p| p.n_threads())
     }
 
     /// Writes every intermediate activation of the following passes to `dir` (see

@@ -10,6 +10,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tern_kernels::pool::ThreadPool;
 use tern_sampler::{ConstrainedDecoder, Sampler, SamplingParams, StopMatcher, Vocabulary};
 use tern_tokenizer::Tokenizer;
 use tern_tokenizer::chat::{ChatTemplate, Message};
@@ -24,6 +25,9 @@ pub struct SessionOptions {
     pub context: usize,
     /// Most tokens per forward pass while feeding a prompt.
     pub ubatch: usize,
+    /// Threads the matmuls are split over (1: the calling thread alone; see
+    /// `tern_kernels::pool::default_threads` for the machine's physical cores).
+    pub threads: usize,
 }
 
 impl Default for SessionOptions {
@@ -31,6 +35,7 @@ impl Default for SessionOptions {
         SessionOptions {
             context: 4096,
             ubatch: 512,
+            threads: 1,
         }
     }
 }
@@ -126,9 +131,19 @@ impl Session {
             ))));
         }
         let ubatch = options.ubatch.min(options.context);
+        let mut scratch = model.new_scratch(ubatch, options.context);
+        if options.threads > 1 {
+            let pool = ThreadPool::try_new(options.threads).map_err(|e| {
+                Error::new(ErrorKind::InvalidInput(format!(
+                    "cannot start {} threads: {e}",
+                    options.threads
+                )))
+            })?;
+            scratch.set_thread_pool(Some(Arc::new(pool)));
+        }
         Ok(Session {
             kv: model.new_kv_cache(1, options.context),
-            scratch: model.new_scratch(ubatch, options.context),
+            scratch,
             logits: Logits::new(model.vocab_size(), 1),
             batch: Batch::with_capacity(ubatch),
             tokens: Vec::with_capacity(options.context),

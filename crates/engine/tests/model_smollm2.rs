@@ -90,7 +90,10 @@ fn answers_a_simple_question() {
     let prompt = chat_prompt(
         &template,
         &fixture.tokenizer,
-        &[Message::user("What is the capital of France?")],
+        // Not France: on "What is the capital of France?" llama.cpp's greedy answer (and
+        // so tern's, now that both compute the same bits) is French rambling without
+        // "Paris"; on this one both answer "The capital of Germany is Berlin."
+        &[Message::user("What is the capital of Germany?")],
     )
     .unwrap();
     let tokens = session.tokenize_prompt(&prompt);
@@ -107,7 +110,7 @@ fn answers_a_simple_question() {
         })
         .unwrap();
     println!("answer: {:?} ({:?})", answer.text, answer.finish_reason);
-    assert!(answer.text.contains("Paris"), "{:?}", answer.text);
+    assert!(answer.text.contains("Berlin"), "{:?}", answer.text);
     assert_eq!(
         streamed, answer.text,
         "the streamed pieces make up the answer"

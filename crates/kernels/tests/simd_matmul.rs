@@ -4,8 +4,10 @@
 //! decode kernel for one, the batched kernel from `GEMM_MIN_TOKENS` on), weights from
 //! unaligned addresses.
 //!
-//! Exact data must give the scalar result bit for bit; random data must be within the
-//! bound of `simd_dot` for every output element. Below `GEMM_MIN_TOKENS` tokens the
+//! Exact data, and any data for the formats that sum in llama.cpp's x86 order (Q4_0,
+//! Q4_1, Q5_0, Q5_1, Q8_0, whatever the token count), must give the scalar result bit
+//! for bit; other random data must be within the bound of `simd_dot` for every output
+//! element. Below `GEMM_MIN_TOKENS` tokens the
 //! matmul must equal `vec_dot` row by row, bit for bit. And the matmul split over a
 //! thread pool (2 and 3 threads) must give exactly the single-threaded result, whatever
 //! the kernel.
@@ -68,6 +70,12 @@ fn activations(p: &Problem) -> QuantizedActivations {
     q
 }
 
+/// The formats whose every path sums in llama.cpp's x86 order (`quant::order`).
+fn follows_ggml_order(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0)
+}
+
 fn check_matmul(ty: GgmlType, path: KernelPath) {
     let Some(k) = kernels_or_skip(path) else {
         return;
@@ -102,7 +110,7 @@ fn check_matmul(ty: GgmlType, path: KernelPath) {
             for t in 0..tokens {
                 for r in 0..rows {
                     let (g, s) = (got[t * rows + r], want[t * rows + r]);
-                    if exact {
+                    if exact || follows_ggml_order(ty) {
                         prop_assert_eq!(
                             g.to_bits(),
                             s.to_bits(),

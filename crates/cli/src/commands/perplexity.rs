@@ -6,11 +6,13 @@
 //! `--json`: [`Report`] (`ppl`, `chunks`, …).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Serialize;
 use tern_engine::{Model, ModelOptions, PerplexityOptions, perplexity};
+use tern_kernels::pool::{ThreadPool, default_threads};
 use tern_tokenizer::Tokenizer;
 
 use crate::cli::GlobalArgs;
@@ -39,7 +41,8 @@ pub struct Args {
     /// Score only the first N chunks
     #[arg(long, value_name = "N")]
     pub chunks: Option<usize>,
-    /// Threads (the engine runs on one thread until its thread pool lands)
+    /// Threads the forward pass is split over (default: the physical cores this process
+    /// may use)
     #[arg(short = 't', long, value_name = "N", env = "TERN_THREADS")]
     pub threads: Option<usize>,
 }
@@ -79,7 +82,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     // llama-perplexity: special tokens added (BOS), special-token text not parsed.
     let tokens = tokenizer.encode(&text, true, false);
+    let threads = args.threads.unwrap_or_else(default_threads);
+    let pool = match threads {
+        0 => bail!("--threads must be positive"),
+        1 => None,
+        n => Some(Arc::new(
+            ThreadPool::try_new(n).with_context(|| format!("cannot start {n} threads"))?,
+        )),
+    };
     let options = PerplexityOptions {
+        pool,
         n_ctx: args.ctx_size,
         max_chunks: args.chunks,
         bos: if tokenizer.add_bos() {

@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tern_engine::session::{chat_prompt_with, sampler_vocabulary};
 use tern_engine::{GenerateOptions, Model, ModelOptions, Session, SessionOptions};
+use tern_kernels::pool::default_threads;
 use tern_sampler::{ConstrainedDecoder, Constraint, SamplingParams};
 use tern_tokenizer::Tokenizer;
 use tern_tokenizer::chat::{ChatTemplate, Message};
@@ -92,8 +93,8 @@ pub struct SamplingArgs {
     /// false (default: the template's own, thinking on for Qwen3)
     #[arg(long, value_name = "BOOL")]
     pub enable_thinking: Option<bool>,
-    /// Threads for the forward pass (the engine runs on one thread until its thread pool
-    /// lands; accepted for compatibility)
+    /// Threads the forward pass is split over (default: the physical cores this process
+    /// may use)
     #[arg(short = 't', long, value_name = "N", env = "TERN_THREADS")]
     pub threads: Option<usize>,
 }
@@ -156,10 +157,9 @@ pub fn load(
         Tokenizer::from_gguf(meta).with_context(|| format!("tokenizer of {}", resolved.display))?;
     let template = ChatTemplate::from_gguf(meta, &tokenizer)
         .with_context(|| format!("chat template of {}", resolved.display))?;
-    if let Some(threads) = sampling.threads
-        && threads > 1
-    {
-        tracing::info!(threads, "the engine runs on one thread for now");
+    let threads = sampling.threads.unwrap_or_else(default_threads);
+    if threads == 0 {
+        bail!("--threads must be positive");
     }
     let trained = engine.config().context_length.max(1);
     let context = sampling.ctx_size.unwrap_or(trained.min(4096));
@@ -168,6 +168,7 @@ pub fn load(
     }
     let options = SessionOptions {
         context,
+        threads,
         ..SessionOptions::default()
     };
     let session = Session::new(Arc::new(engine), Arc::new(tokenizer), options)?;

@@ -64,14 +64,12 @@ pub(crate) struct ActRow<'a> {
 
 /// A Q8_0 / Q8_1 row laid out for the paired 32-value kernels (see the module docs).
 /// With `nb` blocks and `np = ceil(nb / 2)` pairs: `qs` has 64 bytes per pair (the odd
-/// last block's partner half is zero), `nsum` 8 lanes per pair (`-Σq` of the pair's
-/// first block in lane 0, of its second in lane 4, zeros elsewhere), `d` and `s` one
-/// value per block, zero-padded to a multiple of 8 blocks.
+/// last block's partner half is zero), `d` and `s` one value per block, zero-padded to
+/// a multiple of 8 blocks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PairedRow<'a> {
     pub blocks: usize,
     pub qs: &'a [i8],
-    pub nsum: &'a [i32],
     pub d: &'a [f32],
     pub s: &'a [f32],
 }
@@ -237,14 +235,14 @@ impl QuantizedActivations {
 
     /// Derives the kernel layouts for the current rows.
     fn prepare(&mut self) {
-        if self.n_rows >= GEMM_MIN_TOKENS {
-            self.prepare_gemm();
-        } else {
-            match self.ty {
-                GgmlType::Q8_0 => self.prepare_paired::<BlockQ8_0>(),
-                GgmlType::Q8_1 => self.prepare_paired::<BlockQ8_1>(),
-                _ => {}
-            }
+        // The 32-value formats follow llama.cpp's per-output summation order for any
+        // token count (`quant::order`), which the matrix-vector kernels compute: they
+        // always get the paired layout, and no batched layout.
+        match self.ty {
+            GgmlType::Q8_0 => self.prepare_paired::<BlockQ8_0>(),
+            GgmlType::Q8_1 => self.prepare_paired::<BlockQ8_1>(),
+            _ if self.n_rows >= GEMM_MIN_TOKENS => self.prepare_gemm(),
+            _ => {}
         }
     }
 
@@ -255,8 +253,6 @@ impl QuantizedActivations {
         let n = self.n_rows;
         self.qs.clear();
         self.qs.resize(n * pairs * 64, 0);
-        self.nsum.clear();
-        self.nsum.resize(n * pairs * 8, 0);
         self.d.clear();
         self.d.resize(n * padded, 0.0);
         self.s.clear();
@@ -264,7 +260,6 @@ impl QuantizedActivations {
         for t in 0..n {
             let blocks: &[B] = as_blocks(&self.data[t * self.row_bytes..][..self.row_bytes]);
             let qs = &mut self.qs[t * pairs * 64..][..pairs * 64];
-            let nsum = &mut self.nsum[t * pairs * 8..][..pairs * 8];
             let d = &mut self.d[t * padded..][..padded];
             let s = &mut self.s[t * padded..][..padded];
             for (b, block) in blocks.iter().enumerate() {
@@ -274,7 +269,6 @@ impl QuantizedActivations {
                 qs[base..base + 16].copy_from_slice(&q[..16]);
                 qs[base + 32..base + 48].copy_from_slice(&q[16..]);
                 let sum: i32 = q.iter().map(|&v| v as i32).sum();
-                nsum[p * 8 + half * 4] = -sum;
                 d[b] = bd;
                 s[b] = bs.unwrap_or(bd * sum as f32);
             }
@@ -346,7 +340,6 @@ impl QuantizedActivations {
         let paired = (self.derived == Derived::Paired).then(|| PairedRow {
             blocks: nb,
             qs: &self.qs[t * pairs * 64..][..pairs * 64],
-            nsum: &self.nsum[t * pairs * 8..][..pairs * 8],
             d: &self.d[t * padded..][..padded],
             s: &self.s[t * padded..][..padded],
         });

@@ -22,6 +22,7 @@
 //! tests measure it against llama.cpp's own `vec_dot`).
 
 pub mod float;
+pub(crate) mod order;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
@@ -45,6 +46,7 @@ use crate::error::KernelError;
 /// so that the compiler vectorizes it; integer sums are exact, so the order does not
 /// matter (ggml's generic code splits it into two half sums).
 #[inline]
+#[allow(dead_code)]
 pub(crate) fn dot_i8_32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
     let mut sum = 0i32;
     for (&x, &y) in a.iter().zip(b) {

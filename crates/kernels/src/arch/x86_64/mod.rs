@@ -43,13 +43,13 @@ macro_rules! entry {
 
 /// One path's entry points and its `weights` lookup.
 macro_rules! path_kernels {
-    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $q8_gemm:literal, $exp:ty) => {
+    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $exp:ty) => {
         use std::ops::Range;
 
         use tern_gguf::GgmlType;
 
         use super::gemm;
-        use super::pack::{P3K, P4_0, P4_1, P4K, P5_0, P5_1, P5K, P6K, P8_0};
+        use super::pack::{P3K, P4K, P5K, P6K};
         use crate::matmul::{GemmActivations, GemmFn, GemmOut, WeightMatrix};
 
         use super::dot32::{self, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
@@ -106,16 +106,6 @@ macro_rules! path_kernels {
         entry!($features; fn dot_f16(w: &[u8], a: &[u8]) -> f32 => super::float::dot_f16(w, a));
         entry!($features; fn dot_bf16(w: &[u8], a: &[u8]) -> f32 => super::float::dot_bf16(w, a));
 
-        entry!($features; fn gemm_q4_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P4_0, $t>(w, r, a, o));
-        entry!($features; fn gemm_q4_1(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P4_1, $t>(w, r, a, o));
-        entry!($features; fn gemm_q5_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P5_0, $t>(w, r, a, o));
-        entry!($features; fn gemm_q5_1(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P5_1, $t>(w, r, a, o));
-        entry!($features; fn gemm_q8_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P8_0, $t>(w, r, a, o));
         entry!($features; fn gemm_q3_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
             gemm::gemm::<$gemm, P3K, $t>(w, r, a, o));
         entry!($features; fn gemm_q4_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
@@ -186,14 +176,13 @@ macro_rules! path_kernels {
                 k.dot = dot;
                 return Some(k);
             }
-            let q8_gemm: Option<GemmFn> = if $q8_gemm { Some(gemm_q8_0) } else { None };
             let (dot, matvec, gemm): (crate::quant::DotFn, crate::quant::MatVecFn, Option<GemmFn>) =
                 match ty {
-                    GgmlType::Q4_0 => (dot_q4_0, matvec_q4_0, Some(gemm_q4_0)),
-                    GgmlType::Q4_1 => (dot_q4_1, matvec_q4_1, Some(gemm_q4_1)),
-                    GgmlType::Q5_0 => (dot_q5_0, matvec_q5_0, Some(gemm_q5_0)),
-                    GgmlType::Q5_1 => (dot_q5_1, matvec_q5_1, Some(gemm_q5_1)),
-                    GgmlType::Q8_0 => (dot_q8_0, matvec_q8_0, q8_gemm),
+                    GgmlType::Q4_0 => (dot_q4_0, matvec_q4_0, None),
+                    GgmlType::Q4_1 => (dot_q4_1, matvec_q4_1, None),
+                    GgmlType::Q5_0 => (dot_q5_0, matvec_q5_0, None),
+                    GgmlType::Q5_1 => (dot_q5_1, matvec_q5_1, None),
+                    GgmlType::Q8_0 => (dot_q8_0, matvec_q8_0, None),
                     GgmlType::Q2_K => (dot_q2_k, matvec_q2_k, None),
                     GgmlType::Q3_K => (dot_q3_k, matvec_q3_k, Some(gemm_q3_k)),
                     GgmlType::Q4_K => (dot_q4_k, matvec_q4_k, Some(gemm_q4_k)),
@@ -216,7 +205,6 @@ pub(crate) mod avx2 {
         super::simd::Avx2,
         gemm::Ymm,
         4,
-        false,
         super::ops::ExpAvx2
     );
 
@@ -253,7 +241,6 @@ pub(crate) mod avx512 {
         super::simd::Avx512,
         gemm::Zmm,
         8,
-        false,
         super::ops::ExpAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16");
@@ -266,7 +253,6 @@ pub(crate) mod avx512vnni {
         super::simd::Avx512Vnni,
         gemm::ZmmVnni,
         8,
-        true,
         super::ops::ExpAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16");

@@ -26,9 +26,6 @@ use std::arch::x86_64::*;
 /// sign trick's `u <= 128` with `|s| <= 127`). The CPU must have the features of the
 /// implementation.
 pub(crate) trait I8Dot {
-    /// Whether `dot` is exact for any unsigned byte (VNNI's 32-bit sums); `false` when
-    /// the pairwise i16 step can saturate above `u = 127`.
-    const WIDE: bool;
     /// `acc + dot(u, s)` per 4-byte group.
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
     /// `acc + Σ_{k<2} a[2i+k] * b[2i+k]` per lane, from i16 values.
@@ -79,7 +76,6 @@ unsafe fn dot_maddubs(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
 }
 
 impl I8Dot for Avx2 {
-    const WIDE: bool = false;
     #[inline(always)]
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: per module contract.
@@ -100,7 +96,6 @@ impl I8Dot for Avx2 {
 }
 
 impl I8Dot for Avx512 {
-    const WIDE: bool = false;
     #[inline(always)]
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: per module contract.
@@ -121,7 +116,6 @@ impl I8Dot for Avx512 {
 }
 
 impl I8Dot for Avx512Vnni {
-    const WIDE: bool = true;
     #[inline(always)]
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: AVX-512 VNNI and VL are present (contract of this module).
@@ -173,21 +167,6 @@ pub(crate) unsafe fn load32(p: *const u8) -> __m256i {
 pub(crate) unsafe fn load16(p: *const u8) -> __m128i {
     // SAFETY: the caller guarantees 16 readable bytes; `loadu` has no alignment needs.
     unsafe { _mm_loadu_si128(p.cast()) }
-}
-
-/// 32 nibbles (16 bytes) as 32 bytes: the low nibbles of the 16 bytes, then the high
-/// ones — the value order of ggml's 4-bit blocks.
-///
-/// # Safety
-/// `p` is valid for 16 bytes of reads.
-#[inline(always)]
-pub(crate) unsafe fn nibbles_32(p: *const u8) -> __m256i {
-    // SAFETY: the caller guarantees 16 readable bytes; AVX2 is present.
-    unsafe {
-        let bytes = load16(p);
-        let both = _mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes);
-        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
-    }
 }
 
 /// The 32 bits of `bits` as 32 bytes, `0xFF` where the bit is set, `0x00` where not
