@@ -571,6 +571,82 @@ mod tests {
         assert!(c.layers[0].sliding_window.is_none() && c.layers[5].sliding_window.is_some());
     }
 
+    fn small(arch: &str, extra: &[(Key, Value)]) -> Metadata {
+        let mut entries = vec![
+            (Key::ContextLength, Value::U32(8192)),
+            (Key::EmbeddingLength, Value::U32(256)),
+            (Key::BlockCount, Value::U32(2)),
+            (Key::FeedForwardLength, Value::U32(512)),
+            (Key::AttentionHeadCount, Value::U32(4)),
+            (Key::AttentionHeadCountKv, Value::U32(2)),
+            (Key::AttentionLayerNormRmsEpsilon, Value::F32(1e-6)),
+            (Key::VocabSize, Value::U32(1000)),
+        ];
+        entries.extend_from_slice(extra);
+        meta(arch, &entries)
+    }
+
+    #[test]
+    fn qwen_configs() {
+        let c = ModelConfig::from_metadata(&small("qwen2", &[])).unwrap();
+        assert_eq!(c.architecture, Architecture::Qwen2);
+        assert_eq!(c.rope_layout, RopeLayout::Neox);
+        assert!(!c.qk_norm && !c.fused_gate_up);
+        assert_eq!(c.attention_scale, AttentionScale::Scores(0.125));
+        let c = ModelConfig::from_metadata(&small("qwen3", &[])).unwrap();
+        assert_eq!(c.architecture, Architecture::Qwen3);
+        assert!(c.qk_norm && c.rope_layout == RopeLayout::Neox);
+        // Qwen rotates whole heads, as llama.cpp asserts.
+        let partial = small("qwen3", &[(Key::RopeDimensionCount, Value::U32(32))]);
+        let err = ModelConfig::from_metadata(&partial).unwrap_err();
+        assert!(
+            err.to_string().contains("qwen3.rope.dimension_count"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn phi3_config() {
+        let c = ModelConfig::from_metadata(&small(
+            "phi3",
+            &[
+                (Key::RopeDimensionCount, Value::U32(48)),
+                (Key::RopeScalingOriginalContextLength, Value::U32(2048)),
+                (Key::RopeScalingAttnFactor, Value::F32(1.09)),
+                (Key::AttentionSlidingWindow, Value::U32(32)),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(c.architecture, Architecture::Phi3);
+        assert_eq!(c.rope_dimension_count, 48);
+        assert_eq!(c.rope_layout, RopeLayout::Neox);
+        assert_eq!(c.attention_scale, AttentionScale::Query(0.125));
+        assert!(c.fused_gate_up);
+        assert_eq!((c.rope_original_context, c.rope_attn_factor), (2048, 1.09));
+        assert!(c.layers.iter().all(|l| l.sliding_window.is_none()));
+        // Without the key, the original context is the trained one.
+        let c = ModelConfig::from_metadata(&small("phi3", &[])).unwrap();
+        assert_eq!((c.rope_original_context, c.rope_attn_factor), (8192, 1.0));
+    }
+
+    #[test]
+    fn rope_scaling_types() {
+        let with_type = |t: &str| {
+            ModelConfig::from_metadata(&small(
+                "llama",
+                &[
+                    (Key::RopeScalingType, Value::String(t.into())),
+                    (Key::RopeScalingFactor, Value::F32(4.0)),
+                ],
+            ))
+        };
+        assert_eq!(with_type("linear").unwrap().layers[0].rope_freq_scale, 0.25);
+        assert_eq!(with_type("none").unwrap().layers[0].rope_freq_scale, 1.0);
+        assert!(with_type("longrope").is_ok());
+        let err = with_type("yarn").unwrap_err();
+        assert!(err.to_string().contains("llama.rope.scaling.type"), "{err}");
+    }
+
     #[test]
     fn missing_keys_are_all_listed() {
         let meta = meta(

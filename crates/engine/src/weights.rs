@@ -285,12 +285,20 @@ impl Weights {
             return Some(f);
         }
         let (short, long) = self.rope_factors.as_ref()?;
-        if context.next_multiple_of(256) > config.rope_original_context {
-            Some(long)
-        } else {
-            Some(short)
-        }
+        Some(
+            if uses_long_factors(config.rope_original_context, context) {
+                long
+            } else {
+                short
+            },
+        )
     }
+}
+
+/// LongRoPE's long factors apply when a sequence's context, padded to a multiple of 256
+/// as llama.cpp pads `n_ctx`, exceeds the original training context.
+fn uses_long_factors(original_context: usize, context: usize) -> bool {
+    context.next_multiple_of(256) > original_context
 }
 
 struct Table<'f> {
@@ -434,4 +442,31 @@ fn check_size(file: &GgufFile, info: &TensorInfo) -> Result<()> {
         ))));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_factors_past_the_original_context_padded_as_llama_cpp() {
+        assert!(!uses_long_factors(2048, 2048));
+        assert!(!uses_long_factors(2048, 2000)); // pads to 2048
+        assert!(uses_long_factors(2048, 2049)); // pads to 2304
+        assert!(uses_long_factors(2048, 4096));
+        // Phi-4-mini: original 4096, trained 131072.
+        assert!(!uses_long_factors(4096, 4096) && uses_long_factors(4096, 8192));
+    }
+
+    #[test]
+    fn tensor_names_follow_llama_cpp() {
+        assert_eq!(TensorName::AttnQkv.weight(Some(3)), "blk.3.attn_qkv.weight");
+        assert_eq!(TensorName::AttnQ.bias(Some(0)), "blk.0.attn_q.bias");
+        assert_eq!(TensorName::RopeFreqs.weight(None), "rope_freqs.weight");
+        assert_eq!(
+            TensorName::RopeFactorsLong.weight(None),
+            "rope_factors_long.weight"
+        );
+        assert_eq!(TensorName::Output.bias(None), "output.bias");
+    }
 }
