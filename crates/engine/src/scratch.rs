@@ -30,7 +30,11 @@ pub struct Scratch {
     pub(crate) attn: AnonBuffer<f32>,
     /// Output of a projection back to `d`. Shape: (max_tokens, d).
     pub(crate) proj: AnonBuffer<f32>,
-    /// Shape: (max_tokens, feed_forward_length).
+    /// Output of a fused Q|K|V matrix. Shape: (max_tokens, q_dim + 2 * kv_dim), empty
+    /// when the model has separate matrices.
+    pub(crate) qkv: AnonBuffer<f32>,
+    /// Shape: (max_tokens, feed_forward_length), twice as wide when gate and up are one
+    /// matrix.
     pub(crate) gate: AnonBuffer<f32>,
     /// Shape: (max_tokens, feed_forward_length).
     pub(crate) up: AnonBuffer<f32>,
@@ -64,7 +68,12 @@ impl Scratch {
             v: AnonBuffer::zeroed(max_tokens * config.kv_dim()),
             attn: AnonBuffer::zeroed(max_tokens * config.q_dim()),
             proj: AnonBuffer::zeroed(max_tokens * d),
-            gate: AnonBuffer::zeroed(max_tokens * ff),
+            qkv: AnonBuffer::zeroed(if config.fused_qkv {
+                max_tokens * (config.q_dim() + 2 * config.kv_dim())
+            } else {
+                0
+            }),
+            gate: AnonBuffer::zeroed(max_tokens * ff * if config.fused_gate_up { 2 } else { 1 }),
             up: AnonBuffer::zeroed(max_tokens * ff),
             hidden: AnonBuffer::zeroed(max_tokens * ff),
             rope_cache: vec![0.0; config.rope_dimension_count],

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use tern_engine::FinishReason;
-use tern_engine::session::chat_prompt;
+use tern_engine::session::chat_prompt_with;
 use tern_tokenizer::chat::Message;
 
 use super::run::{SamplingArgs, load};
@@ -62,6 +62,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             .collect()
     };
     let mut messages = fresh();
+    let variables = args.sampling.template_variables();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
@@ -85,7 +86,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             _ => {}
         }
         messages.push(Message::user(text));
-        let prompt = chat_prompt(&loaded.template, loaded.session.tokenizer(), &messages)?;
+        let prompt = chat_prompt_with(
+            &loaded.template,
+            loaded.session.tokenizer(),
+            &messages,
+            &variables,
+        )?;
         let tokens = loaded.session.tokenize_prompt(&prompt);
         if tokens.len() >= loaded.session.context_size() {
             messages.pop();

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tern_engine::session::{chat_prompt, sampler_vocabulary};
+use tern_engine::session::{chat_prompt_with, sampler_vocabulary};
 use tern_engine::{GenerateOptions, Model, ModelOptions, Session, SessionOptions};
 use tern_kernels::pool::default_threads;
 use tern_sampler::{ConstrainedDecoder, Constraint, SamplingParams};
@@ -89,6 +89,10 @@ pub struct SamplingArgs {
     /// Stop before this text (repeatable)
     #[arg(long, value_name = "TEXT")]
     pub stop: Vec<String>,
+    /// Thinking mode of chat templates that have one (Qwen3's `enable_thinking`): true or
+    /// false (default: the template's own, thinking on for Qwen3)
+    #[arg(long, value_name = "BOOL")]
+    pub enable_thinking: Option<bool>,
     /// Threads the forward pass is split over (default: the physical cores this process
     /// may use)
     #[arg(short = 't', long, value_name = "N", env = "TERN_THREADS")]
@@ -96,6 +100,15 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
+    /// Extra variables for the chat template.
+    pub fn template_variables(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut variables = serde_json::Map::new();
+        if let Some(on) = self.enable_thinking {
+            variables.insert("enable_thinking".into(), on.into());
+        }
+        variables
+    }
+
     /// The sampler parameters.
     pub fn params(&self) -> SamplingParams {
         SamplingParams {
@@ -224,7 +237,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 messages
             }
         };
-        chat_prompt(&loaded.template, loaded.session.tokenizer(), &messages)?
+        let variables = args.sampling.template_variables();
+        chat_prompt_with(
+            &loaded.template,
+            loaded.session.tokenizer(),
+            &messages,
+            &variables,
+        )?
     };
     let prompt_tokens = loaded.session.tokenize_prompt(&prompt_text);
     let mut options = args.sampling.generate_options();
