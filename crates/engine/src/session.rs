@@ -127,7 +127,7 @@ impl Session {
         }
         let ubatch = options.ubatch.min(options.context);
         Ok(Session {
-            kv: model.new_kv_cache(1, options.context),
+            kv: model.new_kv_cache_for(1, options.context, ubatch),
             scratch: model.new_scratch(ubatch, options.context),
             logits: Logits::new(model.vocab_size(), 1),
             batch: Batch::with_capacity(ubatch),
@@ -151,6 +151,11 @@ impl Session {
     /// The context size.
     pub fn context_size(&self) -> usize {
         self.options.context
+    }
+
+    /// The KV cache (its type and size).
+    pub fn kv_cache(&self) -> &KvCache {
+        &self.kv
     }
 
     /// The tokens in the context.
@@ -191,8 +196,8 @@ impl Session {
             .zip(prompt)
             .take_while(|(a, b)| a == b)
             .count();
-        let keep = common.min(prompt.len() - 1);
-        self.kv.truncate(0, keep)?;
+        // A sliding-window cache may not be able to go back that far: then it starts over.
+        let keep = self.kv.truncate(0, common.min(prompt.len() - 1))?;
         self.tokens.truncate(keep);
         let rest = &prompt[keep..];
         for (i, chunk) in rest.chunks(self.options.ubatch).enumerate() {
