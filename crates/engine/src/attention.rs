@@ -26,6 +26,8 @@ use half::f16;
 use tern_gguf::GgmlType;
 use tern_kernels::Kernels;
 
+use crate::kv_cache::{Rotation, hadamard};
+
 /// The batch size from which ggml uses the tiled F32 path (`GGML_FA_TILE_Q`).
 pub const TILED_MIN_TOKENS: usize = 64;
 
@@ -78,6 +80,8 @@ pub struct Scratch {
     query_q8: Vec<u8>,
     /// One dequantized V row of one head (quantized caches).
     value_f32: Vec<f32>,
+    /// One head of Q, rotated (quantized caches).
+    query_f32: Vec<f32>,
 }
 
 impl Scratch {
@@ -90,6 +94,7 @@ impl Scratch {
             acc_f32: vec![0.0; head_dim],
             query_q8: vec![0; q8_0_bytes(head_dim.next_multiple_of(32))],
             value_f32: vec![0.0; head_dim],
+            query_f32: vec![0.0; head_dim],
         }
     }
 
@@ -126,6 +131,9 @@ pub struct Cached<'a> {
     /// Positions the rows hold: position `j` is row `j % positions` (a ring for a
     /// sliding-window layer, the whole context otherwise).
     pub positions: usize,
+    /// The Walsh–Hadamard rotation the stored keys and values went through (quantized
+    /// caches): queries get the keys' one, the output the values' one back.
+    pub rotation: Rotation,
 }
 
 /// Attention output of one query token at position `pos`.
@@ -255,7 +263,9 @@ fn attend_quantized(
     let query_q8 = &mut scratch.query_q8[..q8_0_bytes(hd)];
     let value = &mut scratch.value_f32[..hd];
     for h in 0..shape.head_count {
-        let q = &query[h * hd..(h + 1) * hd];
+        let q = &mut scratch.query_f32[..hd];
+        q.copy_from_slice(&query[h * hd..(h + 1) * hd]);
+        hadamard(q, cached.rotation.keys);
         let o = &mut out[h * hd..(h + 1) * hd];
         // The cache was made for this head size, so the row lengths agree: a failure
         // here is a bug, shown as NaN outputs rather than a panic.
@@ -301,6 +311,7 @@ fn attend_quantized(
         for (o, a) in o.iter_mut().zip(acc.iter()) {
             *o = a * inv;
         }
+        hadamard(o, cached.rotation.values);
     }
 }
 
@@ -397,6 +408,7 @@ mod tests {
                     keys: KvRows::F16(&k),
                     values: KvRows::F16(&v),
                     positions: len,
+                    rotation: Rotation::default(),
                 },
                 pos,
                 &mut scratch,
@@ -443,6 +455,7 @@ mod tests {
                 keys: KvRows::F16(&k),
                 values: KvRows::F16(&v),
                 positions: 1,
+                rotation: Rotation::default(),
             },
             0,
             &mut scratch,
@@ -485,6 +498,7 @@ mod tests {
                 keys: KvRows::F16(k),
                 values: KvRows::F16(v),
                 positions,
+                rotation: Rotation::default(),
             };
             attend(
                 &shape,
@@ -541,6 +555,7 @@ mod tests {
                 keys: rows(&kq),
                 values: rows(&vq),
                 positions: len,
+                rotation: Rotation::default(),
             };
             let mut scratch = Scratch::new(32, len);
             let mut out = vec![0.0; 128];
