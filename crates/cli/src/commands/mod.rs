@@ -1,6 +1,7 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
 pub mod bench;
+mod bench_cache;
 pub mod chat;
 pub mod doctor;
 pub mod inspect;

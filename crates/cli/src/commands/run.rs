@@ -23,6 +23,7 @@ use tern_tokenizer::chat::{ChatTemplate, Message};
 
 use crate::cli::GlobalArgs;
 use crate::exit::{BAD_MODEL, Failure};
+use crate::kv::{self, KvTypeArg};
 use crate::model::{ResolvedModel, resolve_model};
 use crate::output;
 
@@ -80,9 +81,12 @@ pub struct SamplingArgs {
     /// Random seed (default: random)
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Context size in tokens (default: the model's, at most 4096)
+    /// Context size in tokens (default: the model's trained length, at most 4096)
     #[arg(short = 'c', long = "ctx-size", value_name = "N")]
     pub ctx_size: Option<usize>,
+    /// Type of the cached keys and values
+    #[arg(long = "kv-type", value_name = "TYPE", default_value = "f16")]
+    pub kv_type: KvTypeArg,
     /// Keep generating after end-of-generation tokens (they are never chosen)
     #[arg(long)]
     pub ignore_eos: bool,
@@ -150,8 +154,11 @@ pub fn load(
 ) -> anyhow::Result<Loaded> {
     let resolved = resolve_model(global, model)?;
     let started = Instant::now();
-    let engine = Model::load(&resolved.path, ModelOptions::default())
-        .map_err(|e| bad_model(&resolved, e))?;
+    let options = ModelOptions {
+        kv_type: sampling.kv_type.engine(),
+        ..ModelOptions::default()
+    };
+    let engine = Model::load(&resolved.path, options).map_err(|e| bad_model(&resolved, e))?;
     let meta = engine.file().metadata();
     let tokenizer =
         Tokenizer::from_gguf(meta).with_context(|| format!("tokenizer of {}", resolved.display))?;
@@ -166,11 +173,25 @@ pub fn load(
     if context == 0 {
         bail!("--ctx-size must be positive");
     }
+    if context > trained && engine.config().context_length > 0 {
+        output::say(
+            global,
+            format!(
+                "tern: warning: --ctx-size {context} is beyond the {trained} positions {} was \
+                 trained on; expect poor output past them",
+                resolved.display
+            ),
+        );
+    }
     let options = SessionOptions {
         context,
         threads,
         ..SessionOptions::default()
     };
+    kv::check_memory(
+        global,
+        &engine.kv_cache_spec(1, context, options.ubatch.min(context)),
+    )?;
     let session = Session::new(Arc::new(engine), Arc::new(tokenizer), options)?;
     Ok(Loaded {
         model: resolved,
