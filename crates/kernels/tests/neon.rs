@@ -87,7 +87,7 @@ fn dequantized_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f64 {
 /// NEON results equal the scalar ones bit for bit on any data.
 fn follows_ggml_order(ty: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0)
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q6_K)
 }
 
 fn check_dot(ty: GgmlType, path: KernelPath) {

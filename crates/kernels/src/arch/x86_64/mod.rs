@@ -16,6 +16,8 @@ mod dot32;
 mod dotk;
 mod float;
 mod gemm;
+mod gemm32;
+mod gemmk;
 mod ops;
 mod pack;
 mod quantize;
@@ -43,13 +45,13 @@ macro_rules! entry {
 
 /// One path's entry points and its `weights` lookup.
 macro_rules! path_kernels {
-    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $exp:ty) => {
+    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $tk:literal, $t32:literal, $q8_gemm:literal, $exp:ty) => {
         use std::ops::Range;
 
         use tern_gguf::GgmlType;
 
         use super::gemm;
-        use super::pack::{P3K, P4K, P5K, P6K};
+        use super::pack::{P3K, P4_0, P4_1, P5_0, P5_1, P5K, P8_0};
         use crate::matmul::{GemmActivations, GemmFn, GemmOut, WeightMatrix};
 
         use super::dot32::{self, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
@@ -106,14 +108,22 @@ macro_rules! path_kernels {
         entry!($features; fn dot_f16(w: &[u8], a: &[u8]) -> f32 => super::float::dot_f16(w, a));
         entry!($features; fn dot_bf16(w: &[u8], a: &[u8]) -> f32 => super::float::dot_bf16(w, a));
 
+        entry!($features; fn gemm_q4_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            super::gemm32::gemm::<$gemm, P4_0, $t32>(w, r, a, o));
+        entry!($features; fn gemm_q4_1(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            super::gemm32::gemm::<$gemm, P4_1, $t32>(w, r, a, o));
+        entry!($features; fn gemm_q5_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            super::gemm32::gemm::<$gemm, P5_0, $t32>(w, r, a, o));
+        entry!($features; fn gemm_q5_1(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            super::gemm32::gemm::<$gemm, P5_1, $t32>(w, r, a, o));
+        entry!($features; fn gemm_q8_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
+            super::gemm32::gemm::<$gemm, P8_0, $t32>(w, r, a, o));
         entry!($features; fn gemm_q3_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
             gemm::gemm::<$gemm, P3K, $t>(w, r, a, o));
         entry!($features; fn gemm_q4_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P4K, $t>(w, r, a, o));
+            super::gemmk::gemm_q4_k::<$gemm, $tk>(w, r, a, o));
         entry!($features; fn gemm_q5_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
             gemm::gemm::<$gemm, P5K, $t>(w, r, a, o));
-        entry!($features; fn gemm_q6_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P6K, $t>(w, r, a, o));
 
         entry!($features; fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) =>
             super::ops::rms_norm(x, w, eps, out));
@@ -176,18 +186,21 @@ macro_rules! path_kernels {
                 k.dot = dot;
                 return Some(k);
             }
+            // Q8_0 panels hold `w + 128`, exact only with VNNI's 32-bit sums.
+            let q8_gemm: Option<GemmFn> = if $q8_gemm { Some(gemm_q8_0) } else { None };
             let (dot, matvec, gemm): (crate::quant::DotFn, crate::quant::MatVecFn, Option<GemmFn>) =
                 match ty {
-                    GgmlType::Q4_0 => (dot_q4_0, matvec_q4_0, None),
-                    GgmlType::Q4_1 => (dot_q4_1, matvec_q4_1, None),
-                    GgmlType::Q5_0 => (dot_q5_0, matvec_q5_0, None),
-                    GgmlType::Q5_1 => (dot_q5_1, matvec_q5_1, None),
-                    GgmlType::Q8_0 => (dot_q8_0, matvec_q8_0, None),
+                    GgmlType::Q4_0 => (dot_q4_0, matvec_q4_0, Some(gemm_q4_0)),
+                    GgmlType::Q4_1 => (dot_q4_1, matvec_q4_1, Some(gemm_q4_1)),
+                    GgmlType::Q5_0 => (dot_q5_0, matvec_q5_0, Some(gemm_q5_0)),
+                    GgmlType::Q5_1 => (dot_q5_1, matvec_q5_1, Some(gemm_q5_1)),
+                    GgmlType::Q8_0 => (dot_q8_0, matvec_q8_0, q8_gemm),
                     GgmlType::Q2_K => (dot_q2_k, matvec_q2_k, None),
                     GgmlType::Q3_K => (dot_q3_k, matvec_q3_k, Some(gemm_q3_k)),
                     GgmlType::Q4_K => (dot_q4_k, matvec_q4_k, Some(gemm_q4_k)),
                     GgmlType::Q5_K => (dot_q5_k, matvec_q5_k, Some(gemm_q5_k)),
-                    GgmlType::Q6_K => (dot_q6_k, matvec_q6_k, Some(gemm_q6_k)),
+                    // Exact per-token order: no batched kernel yet.
+                    GgmlType::Q6_K => (dot_q6_k, matvec_q6_k, None),
                     _ => return Some(k),
                 };
             k.dot = dot;
@@ -205,6 +218,9 @@ pub(crate) mod avx2 {
         super::simd::Avx2,
         gemm::Ymm,
         4,
+        2,
+        1,
+        false,
         super::ops::ExpAvx2
     );
 
@@ -241,6 +257,9 @@ pub(crate) mod avx512 {
         super::simd::Avx512,
         gemm::Zmm,
         8,
+        4,
+        2,
+        false,
         super::ops::ExpAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16");
@@ -253,6 +272,9 @@ pub(crate) mod avx512vnni {
         super::simd::Avx512Vnni,
         gemm::ZmmVnni,
         8,
+        4,
+        2,
+        true,
         super::ops::ExpAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16");

@@ -20,8 +20,12 @@
 
 use std::arch::x86_64::*;
 
-use super::dotk::{KFormat, Q3K, Q4K, Q5K, Q6K};
-use crate::blocks::{Block, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, as_blocks};
+use super::dotk::{KFormat, Q3K, Q5K};
+use super::simd::{bytes_from_bits_32, load32, nibbles_32};
+use crate::blocks::{
+    Block, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ8_0, F16Le,
+    as_blocks,
+};
 
 /// How a weight format enters the batched kernel.
 pub(crate) trait GemmFormat {
@@ -53,9 +57,104 @@ unsafe fn store32(q: &mut [u8], v: __m256i) {
     unsafe { _mm256_storeu_si256(q.as_mut_ptr().cast(), v) }
 }
 
-pub(crate) struct P4K;
+fn f16(x: F16Le) -> f32 {
+    x.to_f32()
+}
+
+pub(crate) struct P4_0;
+pub(crate) struct P4_1;
+pub(crate) struct P5_0;
+pub(crate) struct P5_1;
+pub(crate) struct P8_0;
+
+impl GemmFormat for P4_0 {
+    type B = BlockQ4_0;
+    const G: usize = 32;
+    const MIN: bool = false;
+    const OFFSET_SHIFT: Option<i32> = Some(3);
+    const DEPTH: usize = 8;
+    #[inline(always)]
+    unsafe fn unpack(b: &BlockQ4_0, q: &mut [u8; 256], s: &mut [f32; 16], _: &mut [f32; 16]) {
+        // SAFETY: the nibble field is 16 bytes.
+        unsafe { store32(q, nibbles_32(b.qs.as_ptr())) };
+        s[0] = f16(b.d);
+    }
+}
+
+impl GemmFormat for P4_1 {
+    type B = BlockQ4_1;
+    const G: usize = 32;
+    const MIN: bool = true;
+    const OFFSET_SHIFT: Option<i32> = None;
+    const DEPTH: usize = 8;
+    #[inline(always)]
+    unsafe fn unpack(b: &BlockQ4_1, q: &mut [u8; 256], s: &mut [f32; 16], m: &mut [f32; 16]) {
+        // SAFETY: the nibble field is 16 bytes.
+        unsafe { store32(q, nibbles_32(b.qs.as_ptr())) };
+        s[0] = f16(b.d);
+        m[0] = f16(b.m);
+    }
+}
+
+/// Nibbles plus the fifth bits of a Q5 block, as unsigned bytes 0..32.
+#[inline(always)]
+unsafe fn q5_values(qs: &[u8; 16], high: u32) -> __m256i {
+    // SAFETY: AVX2 per module contract.
+    unsafe {
+        let bits = _mm256_and_si256(bytes_from_bits_32(high), _mm256_set1_epi8(0x10));
+        _mm256_or_si256(nibbles_32(qs.as_ptr()), bits)
+    }
+}
+
+impl GemmFormat for P5_0 {
+    type B = BlockQ5_0;
+    const G: usize = 32;
+    const MIN: bool = false;
+    const OFFSET_SHIFT: Option<i32> = Some(4);
+    const DEPTH: usize = 4;
+    #[inline(always)]
+    unsafe fn unpack(b: &BlockQ5_0, q: &mut [u8; 256], s: &mut [f32; 16], _: &mut [f32; 16]) {
+        // SAFETY: per module contract.
+        unsafe { store32(q, q5_values(&b.qs, b.high_bits())) };
+        s[0] = f16(b.d);
+    }
+}
+
+impl GemmFormat for P5_1 {
+    type B = BlockQ5_1;
+    const G: usize = 32;
+    const MIN: bool = true;
+    const OFFSET_SHIFT: Option<i32> = None;
+    const DEPTH: usize = 4;
+    #[inline(always)]
+    unsafe fn unpack(b: &BlockQ5_1, q: &mut [u8; 256], s: &mut [f32; 16], m: &mut [f32; 16]) {
+        // SAFETY: per module contract.
+        unsafe { store32(q, q5_values(&b.qs, b.high_bits())) };
+        s[0] = f16(b.d);
+        m[0] = f16(b.m);
+    }
+}
+
+impl GemmFormat for P8_0 {
+    type B = BlockQ8_0;
+    const G: usize = 32;
+    const MIN: bool = false;
+    const OFFSET_SHIFT: Option<i32> = Some(7);
+    /// `w + 128` reaches 255: only exact with VNNI's 32-bit sums, so Q8_0 panels are
+    /// used on the VNNI path only.
+    const DEPTH: usize = 0;
+    #[inline(always)]
+    unsafe fn unpack(b: &BlockQ8_0, q: &mut [u8; 256], s: &mut [f32; 16], _: &mut [f32; 16]) {
+        // SAFETY: the quant field is 32 bytes.
+        unsafe {
+            let w = load32(b.qs.as_ptr().cast());
+            store32(q, _mm256_xor_si256(w, _mm256_set1_epi8(i8::MIN)));
+        }
+        s[0] = f16(b.d);
+    }
+}
+
 pub(crate) struct P5K;
-pub(crate) struct P6K;
 pub(crate) struct P3K;
 
 /// A K-quant block through its decode-kernel unpacking: the 8 chunks of 32 quants and
@@ -76,24 +175,6 @@ unsafe fn unpack_k<K: KFormat>(b: &K::W, q: &mut [u8; 256]) -> (f32, f32, [i16; 
     }
 }
 
-impl GemmFormat for P4K {
-    type B = BlockQ4K;
-    const G: usize = 32;
-    const MIN: bool = true;
-    const OFFSET_SHIFT: Option<i32> = None;
-    const DEPTH: usize = 8;
-    #[inline(always)]
-    unsafe fn unpack(b: &BlockQ4K, q: &mut [u8; 256], s: &mut [f32; 16], m: &mut [f32; 16]) {
-        // SAFETY: per module contract.
-        let (d, dmin, sc, mn) = unsafe { unpack_k::<Q4K>(b, q) };
-        // The i16 scales are per 16 values (each sub-block's twice): take every other.
-        for j in 0..8 {
-            s[j] = d * sc[2 * j] as f32;
-            m[j] = -(dmin * mn[2 * j] as f32);
-        }
-    }
-}
-
 impl GemmFormat for P5K {
     type B = BlockQ5K;
     const G: usize = 32;
@@ -107,22 +188,6 @@ impl GemmFormat for P5K {
         for j in 0..8 {
             s[j] = d * sc[2 * j] as f32;
             m[j] = -(dmin * mn[2 * j] as f32);
-        }
-    }
-}
-
-impl GemmFormat for P6K {
-    type B = BlockQ6K;
-    const G: usize = 16;
-    const MIN: bool = false;
-    const OFFSET_SHIFT: Option<i32> = Some(5);
-    const DEPTH: usize = 2;
-    #[inline(always)]
-    unsafe fn unpack(b: &BlockQ6K, q: &mut [u8; 256], s: &mut [f32; 16], _: &mut [f32; 16]) {
-        // SAFETY: per module contract.
-        let (d, _, sc, _) = unsafe { unpack_k::<Q6K>(b, q) };
-        for g in 0..16 {
-            s[g] = d * sc[g] as f32;
         }
     }
 }

@@ -169,6 +169,21 @@ pub(crate) unsafe fn load16(p: *const u8) -> __m128i {
     unsafe { _mm_loadu_si128(p.cast()) }
 }
 
+/// 32 nibbles (16 bytes) as 32 bytes: the low nibbles of the 16 bytes, then the high
+/// ones — the value order of ggml's 4-bit blocks.
+///
+/// # Safety
+/// `p` is valid for 16 bytes of reads.
+#[inline(always)]
+pub(crate) unsafe fn nibbles_32(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 16 readable bytes; AVX2 is present.
+    unsafe {
+        let bytes = load16(p);
+        let both = _mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+    }
+}
+
 /// The 32 bits of `bits` as 32 bytes, `0xFF` where the bit is set, `0x00` where not
 /// (byte `j` for bit `j`).
 #[inline(always)]
