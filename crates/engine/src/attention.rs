@@ -11,8 +11,20 @@
 //!   vector with an online softmax, rounding after every step ([`Arithmetic::F16Accumulate`]).
 //!
 //! Matching the second path matters: its F16 rounding moves logits by a few hundredths.
+//!
+//! A quantized cache (Q8_0, Q4_0) always takes ggml's one-chunk path (the tiled path is
+//! for F16/F32 caches only), with that path's arithmetic for quantized types: Q is
+//! quantized to the K type's `vec_dot_type` (Q8_0 for both) and each K·Q is the integer
+//! block dot product of the weights' matmul; each V row is dequantized to F32 and
+//! accumulated in an F32 vector with the same online softmax ([`attend`]).
+//!
+//! The cache may hold a sliding-window layer as a ring ([`Cached::positions`] smaller than
+//! the context): position `j` is at index `j % positions`, and positions are visited in
+//! the same order as in a full cache, so the result does not depend on the layout.
 
 use half::f16;
+use tern_gguf::GgmlType;
+use tern_kernels::Kernels;
 
 /// The batch size from which ggml uses the tiled F32 path (`GGML_FA_TILE_Q`).
 pub const TILED_MIN_TOKENS: usize = 64;
@@ -62,6 +74,10 @@ pub struct Scratch {
     query_f16: Vec<f16>,
     acc_f16: Vec<f16>,
     acc_f32: Vec<f32>,
+    /// One head of Q as Q8_0 blocks (quantized caches).
+    query_q8: Vec<u8>,
+    /// One dequantized V row of one head (quantized caches).
+    value_f32: Vec<f32>,
 }
 
 impl Scratch {
@@ -72,6 +88,8 @@ impl Scratch {
             query_f16: vec![f16::ZERO; head_dim],
             acc_f16: vec![f16::ZERO; head_dim],
             acc_f32: vec![0.0; head_dim],
+            query_q8: vec![0; q8_0_bytes(head_dim.next_multiple_of(32))],
+            value_f32: vec![0.0; head_dim],
         }
     }
 
@@ -81,13 +99,33 @@ impl Scratch {
     }
 }
 
+/// Bytes of `values` values as Q8_0 blocks.
+fn q8_0_bytes(values: usize) -> usize {
+    values / 32 * 34
+}
+
+/// The rows of cached keys (or values) of one sequence in one layer.
+#[derive(Clone, Copy, Debug)]
+pub enum KvRows<'a> {
+    /// Shape: (positions, kv_dim).
+    F16(&'a [f16]),
+    /// Shape: (positions, row_bytes), heads of `head_bytes` one after the other.
+    Quantized {
+        ty: GgmlType,
+        bytes: &'a [u8],
+        row_bytes: usize,
+        head_bytes: usize,
+    },
+}
+
 /// The cached keys and values of one sequence in one layer.
 #[derive(Clone, Copy, Debug)]
 pub struct Cached<'a> {
-    /// Shape: (capacity, kv_dim).
-    pub keys: &'a [f16],
-    /// Shape: (capacity, kv_dim).
-    pub values: &'a [f16],
+    pub keys: KvRows<'a>,
+    pub values: KvRows<'a>,
+    /// Positions the rows hold: position `j` is row `j % positions` (a ring for a
+    /// sliding-window layer, the whole context otherwise).
+    pub positions: usize,
 }
 
 /// Attention output of one query token at position `pos`.
@@ -103,7 +141,14 @@ pub fn attend(
     scratch: &mut Scratch,
     out: &mut [f32],
 ) {
-    let Cached { keys, values } = cached;
+    let (keys, values) = match (cached.keys, cached.values) {
+        (KvRows::F16(k), KvRows::F16(v)) => (k, v),
+        (KvRows::Quantized { .. }, KvRows::Quantized { .. }) => {
+            return attend_quantized(shape, query, cached, pos, scratch, out);
+        }
+        _ => unreachable!("keys and values share one cache type"),
+    };
+    let ring = cached.positions;
     let hd = shape.head_dim;
     let kv_dim = shape.kv_dim();
     let group = shape.head_count / shape.head_count_kv;
@@ -116,8 +161,9 @@ pub fn attend(
         let q = &query[h * hd..(h + 1) * hd];
         let kv_off = (h / group) * hd;
         let o = &mut out[h * hd..(h + 1) * hd];
-        let key = |j: usize| &keys[j * kv_dim + kv_off..j * kv_dim + kv_off + hd];
-        let value = |j: usize| &values[j * kv_dim + kv_off..j * kv_dim + kv_off + hd];
+        let row = |j: usize| (j % ring) * kv_dim + kv_off;
+        let key = |j: usize| &keys[row(j)..row(j) + hd];
+        let value = |j: usize| &values[row(j)..row(j) + hd];
         match arithmetic {
             Arithmetic::F32 => {
                 let scores = &mut scratch.scores[first..=pos];
@@ -170,6 +216,90 @@ pub fn attend(
                     *o = a.to_f32() * inv;
                 }
             }
+        }
+    }
+}
+
+/// Attention over a quantized cache: ggml's one-chunk path for a K type whose
+/// `vec_dot_type` is Q8_0 (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`): Q
+/// quantized to Q8_0 per head, K·Q as the block dot product, V dequantized to F32 and
+/// accumulated in F32 with the online softmax.
+fn attend_quantized(
+    shape: &Shape,
+    query: &[f32],
+    cached: Cached<'_>,
+    pos: usize,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    let (
+        KvRows::Quantized {
+            ty,
+            bytes: keys,
+            row_bytes,
+            head_bytes,
+        },
+        KvRows::Quantized { bytes: values, .. },
+    ) = (cached.keys, cached.values)
+    else {
+        return;
+    };
+    let kernels = Kernels::current();
+    let hd = shape.head_dim;
+    let group = shape.head_count / shape.head_count_kv;
+    let ring = cached.positions;
+    let first = match shape.window {
+        Some(w) => (pos + 1).saturating_sub(w),
+        None => 0,
+    };
+    let query_q8 = &mut scratch.query_q8[..q8_0_bytes(hd)];
+    let value = &mut scratch.value_f32[..hd];
+    for h in 0..shape.head_count {
+        let q = &query[h * hd..(h + 1) * hd];
+        let o = &mut out[h * hd..(h + 1) * hd];
+        // The cache was made for this head size, so the row lengths agree: a failure
+        // here is a bug, shown as NaN outputs rather than a panic.
+        if kernels
+            .quantize_activation_row(GgmlType::Q8_0, q, query_q8)
+            .is_err()
+        {
+            o.fill(f32::NAN);
+            continue;
+        }
+        let head_off = (h / group) * head_bytes;
+        let row = |j: usize| (j % ring) * row_bytes + head_off;
+        let acc = &mut scratch.acc_f32[..hd];
+        acc.fill(0.0);
+        let mut sum = 0.0f32;
+        let mut max = f32::NEG_INFINITY;
+        for j in first..=pos {
+            let at = row(j);
+            let s = kernels
+                .vec_dot(ty, &keys[at..at + head_bytes], query_q8, hd)
+                .unwrap_or(f32::NAN)
+                * shape.scale;
+            let mut max_scale = 1.0f32;
+            let mut weight = 1.0f32;
+            if s > max {
+                let old = max;
+                max = s;
+                max_scale = (old - max).exp();
+                acc.iter_mut().for_each(|a| *a *= max_scale);
+            } else {
+                weight = (s - max).exp();
+            }
+            if tern_kernels::dequantize_row(ty, &values[at..at + head_bytes], value).is_err() {
+                value.fill(f32::NAN);
+            }
+            // ggml_vec_mad_f32.
+            for (a, v) in acc.iter_mut().zip(value.iter()) {
+                *a += v * weight;
+            }
+            sum = sum * max_scale + weight;
+        }
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+        for (o, a) in o.iter_mut().zip(acc.iter()) {
+            *o = a * inv;
         }
     }
 }
@@ -264,8 +394,9 @@ mod tests {
                 arithmetic,
                 &q,
                 Cached {
-                    keys: &k,
-                    values: &v,
+                    keys: KvRows::F16(&k),
+                    values: KvRows::F16(&v),
+                    positions: len,
                 },
                 pos,
                 &mut scratch,
@@ -309,14 +440,131 @@ mod tests {
             Arithmetic::F16Accumulate,
             &[0.5, 0.5],
             Cached {
-                keys: &k,
-                values: &v,
+                keys: KvRows::F16(&k),
+                values: KvRows::F16(&v),
+                positions: 1,
             },
             0,
             &mut scratch,
             &mut out,
         );
         assert_eq!(out, [f16::from_f32(0.1).to_f32(), 3.0]);
+    }
+
+    #[test]
+    fn a_ring_of_the_window_gives_identical_results() {
+        let shape = Shape {
+            head_count: 4,
+            head_count_kv: 2,
+            head_dim: 8,
+            scale: 0.35,
+            window: Some(5),
+        };
+        let (len, ring) = (40, 12);
+        let q = data(32, 1);
+        let k: Vec<f16> = data(len * 16, 2)
+            .iter()
+            .map(|&x| f16::from_f32(x))
+            .collect();
+        let v: Vec<f16> = data(len * 16, 3)
+            .iter()
+            .map(|&x| f16::from_f32(x))
+            .collect();
+        // The ring holds the last `ring` positions, position p at row p % ring.
+        let mut ring_k = vec![f16::ZERO; ring * 16];
+        let mut ring_v = vec![f16::ZERO; ring * 16];
+        for p in len - ring..len {
+            let (src, dst) = (p * 16, (p % ring) * 16);
+            ring_k[dst..dst + 16].copy_from_slice(&k[src..src + 16]);
+            ring_v[dst..dst + 16].copy_from_slice(&v[src..src + 16]);
+        }
+        for arithmetic in [Arithmetic::F32, Arithmetic::F16Accumulate] {
+            let mut scratch = Scratch::new(8, len);
+            let (mut full, mut ringed) = (vec![0.0; 32], vec![0.0; 32]);
+            let cached = |k, v, positions| Cached {
+                keys: KvRows::F16(k),
+                values: KvRows::F16(v),
+                positions,
+            };
+            attend(
+                &shape,
+                arithmetic,
+                &q,
+                cached(&k, &v, len),
+                39,
+                &mut scratch,
+                &mut full,
+            );
+            attend(
+                &shape,
+                arithmetic,
+                &q,
+                cached(&ring_k, &ring_v, ring),
+                39,
+                &mut scratch,
+                &mut ringed,
+            );
+            assert_eq!(full, ringed, "{arithmetic:?}");
+        }
+    }
+
+    #[test]
+    fn quantized_cache_is_softmax_attention_within_its_rounding() {
+        let shape = Shape {
+            head_count: 4,
+            head_count_kv: 2,
+            head_dim: 32,
+            scale: 0.2,
+            window: None,
+        };
+        let len = 24;
+        let q = data(128, 1);
+        let k = data(len * 64, 2);
+        let v = data(len * 64, 3);
+        for (ty, tolerance) in [(GgmlType::Q8_0, 0.01), (GgmlType::Q4_0, 0.08)] {
+            let row_bytes = 64 / 32 * ty.type_size();
+            let mut kq = vec![0u8; len * row_bytes];
+            let mut vq = vec![0u8; len * row_bytes];
+            for p in 0..len {
+                let at = p * row_bytes..(p + 1) * row_bytes;
+                tern_kernels::quantize_row(ty, &k[p * 64..(p + 1) * 64], &mut kq[at.clone()])
+                    .unwrap();
+                tern_kernels::quantize_row(ty, &v[p * 64..(p + 1) * 64], &mut vq[at]).unwrap();
+            }
+            let rows = |bytes| KvRows::Quantized {
+                ty,
+                bytes,
+                row_bytes,
+                head_bytes: row_bytes / 2,
+            };
+            let cached = Cached {
+                keys: rows(&kq),
+                values: rows(&vq),
+                positions: len,
+            };
+            let mut scratch = Scratch::new(32, len);
+            let mut out = vec![0.0; 128];
+            // The arithmetic argument does not matter for a quantized cache.
+            attend(
+                &shape,
+                Arithmetic::F32,
+                &q,
+                cached,
+                len - 1,
+                &mut scratch,
+                &mut out,
+            );
+            let kf: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
+            let vf: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            let want = naive(&shape, &q, &kf, &vf, len - 1);
+            let max = out
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(max < tolerance, "{ty:?}: max difference {max}");
+            assert!(max > 0.0, "{ty:?}: quantization must show");
+        }
     }
 
     #[test]

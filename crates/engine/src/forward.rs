@@ -7,7 +7,7 @@
 //! step works on all the batch's tokens at once (`rows` of the scratch matrices), so
 //! each weight matrix is streamed once per pass, and nothing is allocated.
 
-use crate::attention::{self, Arithmetic, Cached};
+use crate::attention::{self, Arithmetic};
 use crate::config::AttentionScale;
 use crate::error::{Error, ErrorKind, Result};
 use crate::logits::OutputKind;
@@ -146,10 +146,7 @@ impl Model {
             };
             for t in 0..rows {
                 let (seq, pos) = (batch.seq_ids()[t], batch.positions()[t] as usize);
-                let cached = Cached {
-                    keys: kv.keys(il, seq),
-                    values: kv.values(il, seq),
-                };
+                let cached = kv.cached(il, seq);
                 let query = &s.q[t * q_dim..(t + 1) * q_dim];
                 let out = &mut s.attn[t * q_dim..(t + 1) * q_dim];
                 attention::attend(

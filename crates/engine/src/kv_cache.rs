@@ -1,61 +1,332 @@
 //! The key/value cache, shared by the sequences of a batch.
 //!
-//! Keys and values are stored in F16, as llama.cpp does by default (`--cache-type-k f16`),
-//! so attention sees the same rounded values as the reference. Each sequence has its own
-//! slot of `capacity` positions (position `p` of a sequence lives at index `p` of its
-//! slot); a server gives each request a slot, and the slot operations below — clear,
-//! truncate, copy a prefix — are what continuous batching and prefix caching need.
+//! Keys and values are stored in one of llama.cpp's cache types ([`KvType`]): F16 by
+//! default (`--cache-type-k f16`), or Q8_0 / Q4_0 blocks, quantized row by row as
+//! llama.cpp's CPU backend writes them (`ggml_compute_forward_set_rows`: the type's
+//! `from_float`, i.e. the run-time Q8_0 quantizer and ggml's reference Q4_0 one). Each
+//! sequence has its own slot; a server gives each request a slot, and the slot
+//! operations below — clear, truncate, copy a prefix — are what continuous batching and
+//! prefix caching need.
 //!
-//! Layout per layer: `Shape: (n_seq, capacity, kv_dim)` for keys and for values, where
-//! `kv_dim = n_head_kv * head_dim`. Sliding-window layers keep every position for now
-//! (the window is applied by the attention mask); a ring buffer of the window size would
-//! save memory on long contexts.
+//! Layout per layer: `Shape: (n_seq, positions, kv_row)`, where a row holds the keys (or
+//! values) of one position, `kv_dim = n_head_kv * head_dim` values in the cache type.
+//! A global layer holds `capacity` positions (position `p` at index `p`). A
+//! sliding-window layer holds only `window + max_batch - 1` positions as a ring buffer
+//! (position `p` at index `p % positions`), as llama.cpp's SWA cache does
+//! (`llama_kv_cache_iswa`: `n_swa + n_ubatch` cells): enough for the window of the first
+//! token of a batch while the batch's own keys are written. Attention visits positions in
+//! the same order either way, so the logits are identical to a cache that keeps every
+//! position. The price: a ring forgets old positions, so a sequence can only be cut back
+//! (to reuse a prefix) by up to `max_batch` positions; [`KvCache::reusable_prefix`] says
+//! how far.
+
+use std::fmt;
+use std::str::FromStr;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
+use tern_gguf::GgmlType;
 
 use crate::Batch;
+use crate::attention::{Cached, KvRows};
+use crate::config::ModelConfig;
 use crate::error::{Error, ErrorKind, Result};
+
+/// The type cached keys and values are stored in (llama.cpp's `--cache-type-k/-v`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KvType {
+    /// Half precision: 2 bytes a value, llama.cpp's default.
+    #[default]
+    F16,
+    /// 8-bit blocks of 32 values with an F16 scale: 34 bytes per 32 values.
+    Q8_0,
+    /// 4-bit blocks of 32 values with an F16 scale: 18 bytes per 32 values.
+    Q4_0,
+}
+
+impl KvType {
+    /// Every type, F16 first.
+    pub const ALL: [KvType; 3] = [KvType::F16, KvType::Q8_0, KvType::Q4_0];
+
+    /// llama.cpp's name: `f16`, `q8_0`, `q4_0`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+            KvType::Q4_0 => "q4_0",
+        }
+    }
+
+    /// The ggml tensor type.
+    pub fn ggml_type(self) -> GgmlType {
+        match self {
+            KvType::F16 => GgmlType::F16,
+            KvType::Q8_0 => GgmlType::Q8_0,
+            KvType::Q4_0 => GgmlType::Q4_0,
+        }
+    }
+
+    /// Values per block: rows must be a whole number of blocks, and for the quantized
+    /// types each head (`head_dim` values) too, since attention reads heads separately.
+    pub fn block_size(self) -> usize {
+        self.ggml_type().block_size()
+    }
+
+    /// Bytes of a row of `values` values (`values` a multiple of [`Self::block_size`]).
+    pub fn row_bytes(self, values: usize) -> usize {
+        let ty = self.ggml_type();
+        values / ty.block_size() * ty.type_size()
+    }
+}
+
+impl fmt::Display for KvType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KvType {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        KvType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                Error::new(ErrorKind::InvalidInput(format!(
+                    "unknown KV cache type `{s}` (expected f16, q8_0 or q4_0)"
+                )))
+            })
+    }
+}
+
+/// One layer of a cache: its key/value width and sliding window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLayerSpec {
+    /// `n_head_kv * head_dim`.
+    pub kv_dim: usize,
+    /// Values per head (quantized types need a whole number of blocks per head).
+    pub head_dim: usize,
+    /// The layer's sliding window, if it is a sliding-window layer.
+    pub window: Option<usize>,
+}
+
+/// Everything that decides a cache's size: computed before allocating, so the size can
+/// be shown (and refused) first ([`KvCacheSpec::bytes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvCacheSpec {
+    pub kv_type: KvType,
+    pub layers: Vec<KvLayerSpec>,
+    /// Sequence slots.
+    pub n_seq: usize,
+    /// Positions each sequence can hold (the context size).
+    pub capacity: usize,
+    /// Most tokens of one sequence in one batch. Sliding-window layers keep
+    /// `window + max_batch - 1` positions; `max_batch >= capacity` keeps them all.
+    pub max_batch: usize,
+}
+
+impl KvCacheSpec {
+    /// The cache a model of `config` needs for `n_seq` sequences of up to `capacity`
+    /// positions, fed at most `max_batch` tokens of a sequence per pass.
+    pub fn for_config(
+        config: &ModelConfig,
+        kv_type: KvType,
+        n_seq: usize,
+        capacity: usize,
+        max_batch: usize,
+    ) -> Self {
+        KvCacheSpec {
+            kv_type,
+            layers: config
+                .layers
+                .iter()
+                .map(|l| KvLayerSpec {
+                    kv_dim: config.kv_dim(),
+                    head_dim: config.key_length,
+                    window: l.sliding_window,
+                })
+                .collect(),
+            n_seq,
+            capacity,
+            max_batch,
+        }
+    }
+
+    /// Positions layer `layer` keeps per sequence.
+    pub fn positions(&self, layer: &KvLayerSpec) -> usize {
+        match layer.window {
+            Some(w) => w
+                .max(1)
+                .saturating_add(self.max_batch.max(1) - 1)
+                .min(self.capacity),
+            None => self.capacity,
+        }
+    }
+
+    /// Bytes the cache's keys and values take.
+    pub fn bytes(&self) -> u64 {
+        self.layers
+            .iter()
+            .map(|l| 2 * self.positions(l) as u64 * self.kv_type.row_bytes(l.kv_dim) as u64)
+            .sum::<u64>()
+            * self.n_seq as u64
+    }
+
+    /// Checks that the type fits the heads and the sizes are positive.
+    pub(crate) fn check(&self) -> Result<()> {
+        let bs = self.kv_type.block_size();
+        for (i, l) in self.layers.iter().enumerate() {
+            if l.head_dim == 0 || !l.head_dim.is_multiple_of(bs) || !l.kv_dim.is_multiple_of(bs) {
+                return Err(Error::new(ErrorKind::InvalidInput(format!(
+                    "a {} KV cache needs heads of a multiple of {bs} values; layer {i} has \
+                     heads of {} (use --kv-type f16)",
+                    self.kv_type, l.head_dim
+                ))));
+            }
+        }
+        if self.capacity == 0 || self.n_seq == 0 {
+            return Err(Error::new(ErrorKind::InvalidInput(
+                "a KV cache needs at least one sequence and one position".into(),
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Keys and values of every layer for `n_seq` sequences of up to `capacity` positions.
 #[derive(Debug)]
 pub struct KvCache {
-    capacity: usize,
+    spec: KvCacheSpec,
     layers: Vec<LayerCache>,
     /// Filled positions of each sequence: positions `0..len` hold valid keys/values.
     lens: Vec<usize>,
+    /// Per sequence, the lowest position every ring layer still holds: writing position
+    /// `p` overwrites `p - positions` in a ring.
+    oldest: Vec<usize>,
+    /// The smallest ring (positions of the sliding-window layers), if any layer is one.
+    ring: Option<usize>,
+    /// The largest sliding window.
+    window: usize,
 }
 
 #[derive(Debug)]
 struct LayerCache {
     kv_dim: usize,
-    /// Shape: (n_seq, capacity, kv_dim).
-    keys: Vec<f16>,
-    /// Shape: (n_seq, capacity, kv_dim).
-    values: Vec<f16>,
+    head_dim: usize,
+    /// Positions held per sequence.
+    positions: usize,
+    /// Bytes (quantized) or values (F16) of one position's row.
+    row: usize,
+    /// Shape: (n_seq, positions, row).
+    keys: Storage,
+    /// Shape: (n_seq, positions, row).
+    values: Storage,
+}
+
+#[derive(Debug)]
+enum Storage {
+    F16(Vec<f16>),
+    Quantized(Vec<u8>),
+}
+
+impl Storage {
+    fn new(kv_type: KvType, len: usize) -> Self {
+        match kv_type {
+            KvType::F16 => Storage::F16(vec![f16::ZERO; len]),
+            _ => Storage::Quantized(vec![0; len]),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Storage::F16(v) => v.len() * 2,
+            Storage::Quantized(v) => v.len(),
+        }
+    }
+
+    fn copy_within(&mut self, src: std::ops::Range<usize>, dst: usize) {
+        match self {
+            Storage::F16(v) => v.copy_within(src, dst),
+            Storage::Quantized(v) => v.copy_within(src, dst),
+        }
+    }
+}
+
+/// Per-batch bookkeeping computed by [`KvCache::check_batch`] and applied after the pass
+/// (the forward pass keeps one in its scratch, so a pass allocates nothing).
+#[derive(Debug, Default)]
+pub(crate) struct PendingLens {
+    lens: Vec<usize>,
+    oldest: Vec<usize>,
+    /// First position of each sequence in the batch (`usize::MAX`: not in it).
+    first: Vec<usize>,
 }
 
 impl KvCache {
-    /// A cache for layers of the given key/value widths (`n_head_kv * head_dim` per layer).
-    pub fn new(layer_kv_dims: &[usize], n_seq: usize, capacity: usize) -> Self {
-        let layers = layer_kv_dims
+    /// A cache of the given shape.
+    pub fn new(spec: KvCacheSpec) -> Result<Self> {
+        spec.check()?;
+        Ok(Self::allocate(spec))
+    }
+
+    /// A cache of a shape already checked ([`KvCacheSpec::check`]).
+    pub(crate) fn allocate(spec: KvCacheSpec) -> Self {
+        let row_of = |kv_dim: usize| match spec.kv_type {
+            KvType::F16 => kv_dim,
+            t => t.row_bytes(kv_dim),
+        };
+        let layers: Vec<LayerCache> = spec
+            .layers
             .iter()
-            .map(|&kv_dim| LayerCache {
-                kv_dim,
-                keys: vec![f16::ZERO; n_seq * capacity * kv_dim],
-                values: vec![f16::ZERO; n_seq * capacity * kv_dim],
+            .map(|l| {
+                let positions = spec.positions(l);
+                let row = row_of(l.kv_dim);
+                let len = spec.n_seq * positions * row;
+                LayerCache {
+                    kv_dim: l.kv_dim,
+                    head_dim: l.head_dim,
+                    positions,
+                    row,
+                    keys: Storage::new(spec.kv_type, len),
+                    values: Storage::new(spec.kv_type, len),
+                }
             })
             .collect();
+        let ring = layers
+            .iter()
+            .filter(|l| l.positions < spec.capacity)
+            .map(|l| l.positions)
+            .min();
+        let window = spec
+            .layers
+            .iter()
+            .filter_map(|l| l.window)
+            .max()
+            .unwrap_or(0);
         KvCache {
-            capacity,
+            lens: vec![0; spec.n_seq],
+            oldest: vec![0; spec.n_seq],
+            spec,
             layers,
-            lens: vec![0; n_seq],
+            ring,
+            window,
         }
+    }
+
+    /// The shape the cache was made with.
+    pub fn spec(&self) -> &KvCacheSpec {
+        &self.spec
+    }
+
+    /// The type keys and values are stored in.
+    pub fn kv_type(&self) -> KvType {
+        self.spec.kv_type
     }
 
     /// Positions each sequence can hold (the context size).
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.spec.capacity
     }
 
     /// Number of sequence slots.
@@ -67,7 +338,7 @@ impl KvCache {
     pub fn size_bytes(&self) -> usize {
         self.layers
             .iter()
-            .map(|l| (l.keys.len() + l.values.len()) * 2)
+            .map(|l| l.keys.bytes() + l.values.bytes())
             .sum()
     }
 
@@ -80,61 +351,115 @@ impl KvCache {
     pub fn clear(&mut self, seq: u32) -> Result<()> {
         let s = self.check_seq(seq)?;
         self.lens[s] = 0;
+        self.oldest[s] = 0;
         Ok(())
     }
 
     /// Forgets every sequence.
     pub fn clear_all(&mut self) {
         self.lens.iter_mut().for_each(|l| *l = 0);
+        self.oldest.iter_mut().for_each(|l| *l = 0);
     }
 
-    /// Keeps only the first `len` positions of sequence `seq` (no-op when it is shorter).
-    pub fn truncate(&mut self, seq: u32, len: usize) -> Result<()> {
+    /// The longest prefix of at most `len` positions of sequence `seq` that can be kept
+    /// and extended: `len` itself (capped at the sequence's length), or 0 when the
+    /// sliding-window layers no longer hold the window before position `len` (the ring
+    /// overwrote it). Without sliding-window layers every prefix can be kept.
+    pub fn reusable_prefix(&self, seq: u32, len: usize) -> usize {
+        let Some(&filled) = self.lens.get(seq as usize) else {
+            return 0;
+        };
+        let len = len.min(filled);
+        if self.window_start(len) >= self.oldest[seq as usize] {
+            len
+        } else {
+            0
+        }
+    }
+
+    /// Keeps the first `len` positions of sequence `seq` (no-op when it is shorter), or
+    /// none when the sliding-window layers cannot extend that prefix any more (see
+    /// [`Self::reusable_prefix`]). Returns the positions kept.
+    pub fn truncate(&mut self, seq: u32, len: usize) -> Result<usize> {
         let s = self.check_seq(seq)?;
-        self.lens[s] = self.lens[s].min(len);
-        Ok(())
+        let keep = self.reusable_prefix(seq, len);
+        self.lens[s] = keep;
+        if keep == 0 {
+            self.oldest[s] = 0;
+        }
+        Ok(keep)
     }
 
     /// Makes sequence `dst` start with the first `len` positions of sequence `src`
     /// (its own positions from `len` on are dropped): prefix caching copies a shared
-    /// prompt prefix instead of recomputing it.
+    /// prompt prefix instead of recomputing it. Fails when `src` holds fewer positions,
+    /// or when its sliding-window layers no longer hold the window before `len`.
     pub fn copy_prefix(&mut self, src: u32, dst: u32, len: usize) -> Result<()> {
         let (s, d) = (self.check_seq(src)?, self.check_seq(dst)?);
-        if len > self.lens[s] {
+        if len > self.lens[s] || self.reusable_prefix(src, len) != len {
             return Err(Error::new(ErrorKind::InvalidBatch(format!(
-                "cannot copy {len} positions from sequence {src}, which holds {}",
-                self.lens[s]
+                "cannot copy {len} positions from sequence {src}, which holds {} (the last \
+                 {} of them in its sliding-window layers)",
+                self.lens[s],
+                self.lens[s] - self.oldest[s]
             ))));
         }
         if s != d {
+            let from = self.window_start(len);
             for layer in &mut self.layers {
-                let stride = self.capacity * layer.kv_dim;
-                let n = len * layer.kv_dim;
-                layer
-                    .keys
-                    .copy_within(s * stride..s * stride + n, d * stride);
-                layer
-                    .values
-                    .copy_within(s * stride..s * stride + n, d * stride);
+                let stride = layer.positions * layer.row;
+                if layer.positions >= self.spec.capacity {
+                    let n = len * layer.row;
+                    layer
+                        .keys
+                        .copy_within(s * stride..s * stride + n, d * stride);
+                    layer
+                        .values
+                        .copy_within(s * stride..s * stride + n, d * stride);
+                } else {
+                    for p in from..len {
+                        let at = (p % layer.positions) * layer.row;
+                        let range = s * stride + at..s * stride + at + layer.row;
+                        layer.keys.copy_within(range.clone(), d * stride + at);
+                        layer.values.copy_within(range, d * stride + at);
+                    }
+                }
             }
+            self.oldest[d] = from;
         }
         self.lens[d] = len;
         Ok(())
     }
 
+    /// The first position a token at `pos` attends to in the widest sliding window (0
+    /// without sliding-window layers).
+    fn window_start(&self, pos: usize) -> usize {
+        if self.ring.is_none() {
+            return 0;
+        }
+        (pos + 1).saturating_sub(self.window.max(1))
+    }
+
     /// Checks that `batch` can be applied: known sequences, positions inside the
     /// capacity, and each token's position at most the length of its sequence so far
-    /// (appending, or overwriting from that position on). No sequence/position pair twice.
-    pub(crate) fn check_batch(&self, batch: &Batch, lens: &mut Vec<usize>) -> Result<()> {
-        lens.clear();
-        lens.extend_from_slice(&self.lens);
+    /// (appending, or overwriting from that position on); with sliding-window rings, no
+    /// sequence spans more positions in one batch than the ring spares, and the window
+    /// before its first token is still held.
+    pub(crate) fn check_batch(&self, batch: &Batch, pending: &mut PendingLens) -> Result<()> {
+        pending.lens.clear();
+        pending.lens.extend_from_slice(&self.lens);
+        pending.oldest.clear();
+        pending.oldest.extend_from_slice(&self.oldest);
+        pending.first.clear();
+        pending.first.resize(self.lens.len(), usize::MAX);
+        let lens = &mut pending.lens;
         for (i, (&seq, &pos)) in batch.seq_ids().iter().zip(batch.positions()).enumerate() {
             let s = self.check_seq(seq)?;
             let pos = pos as usize;
-            if pos >= self.capacity {
+            if pos >= self.spec.capacity {
                 return Err(Error::new(ErrorKind::ContextFull {
                     seq,
-                    capacity: self.capacity,
+                    capacity: self.spec.capacity,
                 }));
             }
             if pos > lens[s] {
@@ -145,35 +470,77 @@ impl KvCache {
                 ))));
             }
             lens[s] = pos + 1;
+            if let Some(ring) = self.ring {
+                let first = &mut pending.first[s];
+                if *first == usize::MAX {
+                    *first = pos;
+                    if self.window_start(pos) < self.oldest[s] {
+                        return Err(Error::new(ErrorKind::InvalidBatch(format!(
+                            "position {pos} of sequence {seq} needs positions the \
+                             sliding-window cache no longer holds (truncate it first)"
+                        ))));
+                    }
+                }
+                let spare = ring + 1 - self.window.min(ring);
+                if pos.abs_diff(*first) + 1 > spare {
+                    return Err(Error::new(ErrorKind::InvalidBatch(format!(
+                        "sequence {seq} has more than {spare} tokens in one batch, more than \
+                         its sliding-window cache was made for (split the batch)"
+                    ))));
+                }
+                pending.oldest[s] = pending.oldest[s].max((pos + 1).saturating_sub(ring));
+            }
         }
         Ok(())
     }
 
     /// Sets the sequence lengths after a batch was applied (from [`Self::check_batch`]).
-    pub(crate) fn set_lens(&mut self, lens: &[usize]) {
-        self.lens.copy_from_slice(lens);
+    pub(crate) fn set_lens(&mut self, pending: &PendingLens) {
+        self.lens.copy_from_slice(&pending.lens);
+        self.oldest.copy_from_slice(&pending.oldest);
     }
 
-    /// Stores the key and value rows of one token (rounded to F16).
+    /// Stores the key and value rows of one token, in the cache's type.
     pub(crate) fn store(&mut self, layer: usize, seq: u32, pos: usize, key: &[f32], value: &[f32]) {
+        let kv_type = self.spec.kv_type;
         let l = &mut self.layers[layer];
-        let start = (seq as usize * self.capacity + pos) * l.kv_dim;
-        l.keys[start..start + l.kv_dim].convert_from_f32_slice(key);
-        l.values[start..start + l.kv_dim].convert_from_f32_slice(value);
+        let start = (seq as usize * l.positions + pos % l.positions) * l.row;
+        let range = start..start + l.row;
+        match (&mut l.keys, &mut l.values) {
+            (Storage::F16(k), Storage::F16(v)) => {
+                k[range.clone()].convert_from_f32_slice(key);
+                v[range].convert_from_f32_slice(value);
+            }
+            (Storage::Quantized(k), Storage::Quantized(v)) => {
+                quantize(kv_type, key, &mut k[range.clone()]);
+                quantize(kv_type, value, &mut v[range]);
+            }
+            _ => unreachable!("keys and values share one storage type"),
+        }
     }
 
-    /// Keys of sequence `seq` in `layer`. Shape: (capacity, kv_dim).
-    pub(crate) fn keys(&self, layer: usize, seq: u32) -> &[f16] {
+    /// The cached keys and values of sequence `seq` in `layer`, for attention.
+    pub(crate) fn cached<'a>(&'a self, layer: usize, seq: u32) -> Cached<'a> {
         let l = &self.layers[layer];
-        let stride = self.capacity * l.kv_dim;
-        &l.keys[seq as usize * stride..(seq as usize + 1) * stride]
-    }
-
-    /// Values of sequence `seq` in `layer`. Shape: (capacity, kv_dim).
-    pub(crate) fn values(&self, layer: usize, seq: u32) -> &[f16] {
-        let l = &self.layers[layer];
-        let stride = self.capacity * l.kv_dim;
-        &l.values[seq as usize * stride..(seq as usize + 1) * stride]
+        let stride = l.positions * l.row;
+        let range = seq as usize * stride..(seq as usize + 1) * stride;
+        let kv_type = self.spec.kv_type;
+        let rows = |storage: &'a Storage| -> KvRows<'a> {
+            match storage {
+                Storage::F16(v) => KvRows::F16(&v[range.clone()]),
+                Storage::Quantized(v) => KvRows::Quantized {
+                    ty: kv_type.ggml_type(),
+                    bytes: &v[range.clone()],
+                    row_bytes: l.row,
+                    head_bytes: kv_type.row_bytes(l.head_dim),
+                },
+            }
+        };
+        Cached {
+            keys: rows(&l.keys),
+            values: rows(&l.values),
+            positions: l.positions,
+        }
     }
 
     /// Number of layers the cache was made for.
@@ -198,66 +565,18 @@ impl KvCache {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cache() -> KvCache {
-        KvCache::new(&[4, 4], 3, 8)
-    }
-
-    #[test]
-    fn positions_must_follow_each_other() {
-        let cache = cache();
-        let mut lens = Vec::new();
-        let mut batch = Batch::default();
-        batch.push(1, 0, 0, false);
-        batch.push(1, 1, 0, true);
-        batch.push(1, 0, 2, true);
-        cache.check_batch(&batch, &mut lens).unwrap();
-        assert_eq!(lens, vec![2, 0, 1]);
-
-        let mut gap = Batch::default();
-        gap.push(1, 1, 0, true);
-        let err = cache.check_batch(&gap, &mut lens).unwrap_err();
-        assert!(err.to_string().contains("position 1"), "{err}");
-    }
-
-    #[test]
-    fn unknown_sequence_and_full_context_are_errors() {
-        let cache = cache();
-        let mut lens = Vec::new();
-        let err = cache
-            .check_batch(&Batch::for_sequence(&[1], 0, 3), &mut lens)
-            .unwrap_err();
-        assert!(err.to_string().contains("sequence 3"), "{err}");
-        let long: Vec<u32> = (0..9).collect();
-        let err = cache
-            .check_batch(&Batch::for_sequence(&long, 0, 0), &mut lens)
-            .unwrap_err();
-        assert!(matches!(err.kind(), ErrorKind::ContextFull { .. }), "{err}");
-    }
-
-    #[test]
-    fn copy_prefix_copies_values_and_sets_length() {
-        let mut cache = cache();
-        for pos in 0..3 {
-            let k = [pos as f32; 4];
-            let v = [pos as f32 + 0.5; 4];
-            cache.store(1, 0, pos, &k, &v);
-        }
-        cache.set_lens(&[3, 5, 0]);
-        cache.copy_prefix(0, 1, 2).unwrap();
-        assert_eq!(cache.seq_len(1), 2);
-        assert_eq!(cache.keys(1, 1)[4].to_f32(), 1.0);
-        assert_eq!(cache.values(1, 1)[0].to_f32(), 0.5);
-        assert!(cache.copy_prefix(2, 0, 1).is_err(), "sequence 2 is empty");
-
-        cache.truncate(0, 1).unwrap();
-        assert_eq!(cache.seq_len(0), 1);
-        cache.truncate(0, 5).unwrap();
-        assert_eq!(cache.seq_len(0), 1, "truncate never extends");
-        cache.clear(1).unwrap();
-        assert_eq!(cache.seq_len(1), 0);
-    }
+/// One row in a quantized cache type, as llama.cpp's CPU backend writes it: Q8_0 with
+/// the run-time quantizer (x86 rounding), Q4_0 with ggml's reference
+/// (`quantize_row_q4_0` calls `quantize_row_q4_0_ref`). Lengths are consistent by
+/// construction of the cache.
+fn quantize(kv_type: KvType, x: &[f32], out: &mut [u8]) {
+    let result = match kv_type {
+        KvType::Q8_0 => tern_kernels::quantize_activation_row(GgmlType::Q8_0, x, out),
+        other => tern_kernels::quantize_row(other.ggml_type(), x, out),
+    };
+    debug_assert!(result.is_ok(), "{result:?}");
 }
+
+#[cfg(test)]
+#[path = "kv_cache_tests.rs"]
+mod tests;

@@ -31,7 +31,7 @@ pub mod weights;
 pub use batch::Batch;
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvCacheSpec, KvLayerSpec, KvType};
 pub use logits::{Logits, OutputKind};
 pub use model::{Model, ModelOptions};
 pub use perplexity::{PerplexityOptions, PerplexityReport, perplexity};

@@ -8,7 +8,7 @@ use tern_gguf::GgufFile;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvCacheSpec, KvType};
 use crate::scratch::Scratch;
 use crate::weights::Weights;
 
@@ -18,11 +18,16 @@ pub struct ModelOptions {
     /// Map the file instead of reading it into memory (the default: weights stay in the
     /// page cache and are shared between processes).
     pub mmap: bool,
+    /// The type of the KV caches made for this model ([`Model::new_kv_cache`]).
+    pub kv_type: KvType,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        ModelOptions { mmap: true }
+        ModelOptions {
+            mmap: true,
+            kv_type: KvType::F16,
+        }
     }
 }
 
@@ -34,6 +39,7 @@ pub struct Model {
     pub(crate) config: ModelConfig,
     pub(crate) weights: Weights,
     path: PathBuf,
+    kv_type: KvType,
 }
 
 impl Model {
@@ -51,7 +57,9 @@ impl Model {
                 .and_then(GgufFile::from_bytes)
         }
         .map_err(|e| Error::with_source(ErrorKind::File(path.display().to_string()), e))?;
-        Model::from_file(file, path)
+        let mut model = Model::from_file(file, path)?;
+        model.set_kv_type(options.kv_type)?;
+        Ok(model)
     }
 
     /// A model from a parsed file (`path` is only reported).
@@ -69,7 +77,25 @@ impl Model {
             config,
             weights,
             path: path.to_path_buf(),
+            kv_type: KvType::F16,
         })
+    }
+
+    /// Sets the type of the KV caches made from now on; fails when the model's heads are
+    /// not a whole number of the type's blocks.
+    pub fn set_kv_type(&mut self, kv_type: KvType) -> Result<()> {
+        KvCacheSpec {
+            kv_type,
+            ..self.kv_cache_spec(1, 1, 1)
+        }
+        .check()?;
+        self.kv_type = kv_type;
+        Ok(())
+    }
+
+    /// The type of the KV caches this model makes.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
     }
 
     /// The typed configuration.
@@ -92,10 +118,26 @@ impl Model {
         self.config.vocab_size
     }
 
-    /// A cache for `n_seq` sequences of up to `context` positions each.
+    /// The shape of a cache for `n_seq` sequences of up to `context` positions each, fed
+    /// at most `max_batch` tokens of a sequence per pass: sliding-window layers keep
+    /// `window + max_batch - 1` positions (see [`KvCache`]). Its
+    /// [`bytes`](KvCacheSpec::bytes) are known before anything is allocated.
+    pub fn kv_cache_spec(&self, n_seq: usize, context: usize, max_batch: usize) -> KvCacheSpec {
+        KvCacheSpec::for_config(&self.config, self.kv_type, n_seq, context, max_batch)
+    }
+
+    /// A cache for `n_seq` sequences of up to `context` positions each, for batches of
+    /// at most `max_batch` tokens per sequence ([`Self::kv_cache_spec`]); sizes of 0
+    /// count as 1.
+    pub fn new_kv_cache_for(&self, n_seq: usize, context: usize, max_batch: usize) -> KvCache {
+        // The KV type was checked against the heads when it was set.
+        KvCache::allocate(self.kv_cache_spec(n_seq.max(1), context.max(1), max_batch.max(1)))
+    }
+
+    /// A cache for `n_seq` sequences of up to `context` positions each, keeping every
+    /// position in every layer (any batch size).
     pub fn new_kv_cache(&self, n_seq: usize, context: usize) -> KvCache {
-        let dims = vec![self.config.kv_dim(); self.config.block_count];
-        KvCache::new(&dims, n_seq, context)
+        self.new_kv_cache_for(n_seq, context, context)
     }
 
     /// Scratch buffers for batches of up to `max_tokens` tokens over sequences of up to
@@ -104,8 +146,9 @@ impl Model {
         Scratch::new(&self.config, max_tokens, context)
     }
 
-    /// Bytes of one cached position (keys and values of every layer, F16).
+    /// Bytes of one cached position in every layer (keys and values, in this model's KV
+    /// type); sliding-window layers stop growing at their window.
     pub fn kv_bytes_per_position(&self) -> usize {
-        2 * 2 * self.config.kv_dim() * self.config.block_count
+        2 * self.kv_type.row_bytes(self.config.kv_dim()) * self.config.block_count
     }
 }

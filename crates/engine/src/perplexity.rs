@@ -82,7 +82,7 @@ pub fn perplexity(
     let max_rows = 2 * logit_batch;
     let ubatch = 512.min(n_ctx);
 
-    let mut kv = model.new_kv_cache(1, n_ctx);
+    let mut kv = model.new_kv_cache_for(1, n_ctx, ubatch.max(max_rows));
     let mut scratch = model.new_scratch(ubatch.max(max_rows), n_ctx);
     scratch.set_thread_pool(options.pool.clone());
     let mut logits = Logits::new(model.vocab_size(), max_rows);

@@ -8,6 +8,7 @@ use tern_kernels::pool::ThreadPool;
 use crate::attention;
 use crate::config::ModelConfig;
 use crate::dump::Dumper;
+use crate::kv_cache::PendingLens;
 use crate::ops::Activations;
 
 /// Work buffers for batches of up to [`Scratch::max_tokens`] tokens.
@@ -40,7 +41,7 @@ pub struct Scratch {
     pub(crate) acts: Activations,
     pub(crate) attention: attention::Scratch,
     /// Sequence lengths after the batch (see `KvCache::check_batch`).
-    pub(crate) lens: Vec<usize>,
+    pub(crate) lens: PendingLens,
     /// Batch rows whose logits are wanted.
     pub(crate) out_rows: Vec<usize>,
     pub(crate) dumper: Option<Dumper>,
@@ -68,7 +69,7 @@ impl Scratch {
             rope_cache: vec![0.0; config.rope_dimension_count],
             acts: Activations::new(),
             attention: attention::Scratch::new(config.key_length, context),
-            lens: Vec::new(),
+            lens: PendingLens::default(),
             out_rows: Vec::with_capacity(max_tokens),
             dumper: Dumper::from_env(),
         }

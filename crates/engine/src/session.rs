@@ -142,7 +142,7 @@ impl Session {
             scratch.set_thread_pool(Some(Arc::new(pool)));
         }
         Ok(Session {
-            kv: model.new_kv_cache(1, options.context),
+            kv: model.new_kv_cache_for(1, options.context, ubatch),
             scratch,
             logits: Logits::new(model.vocab_size(), 1),
             batch: Batch::with_capacity(ubatch),
@@ -166,6 +166,11 @@ impl Session {
     /// The context size.
     pub fn context_size(&self) -> usize {
         self.options.context
+    }
+
+    /// The KV cache (its type and size).
+    pub fn kv_cache(&self) -> &KvCache {
+        &self.kv
     }
 
     /// The tokens in the context.
@@ -206,8 +211,8 @@ impl Session {
             .zip(prompt)
             .take_while(|(a, b)| a == b)
             .count();
-        let keep = common.min(prompt.len() - 1);
-        self.kv.truncate(0, keep)?;
+        // A sliding-window cache may not be able to go back that far: then it starts over.
+        let keep = self.kv.truncate(0, common.min(prompt.len() - 1))?;
         self.tokens.truncate(keep);
         let rest = &prompt[keep..];
         for (i, chunk) in rest.chunks(self.options.ubatch).enumerate() {

@@ -6,8 +6,9 @@
 //!   projection reads the whole, often tied, embedding matrix) and parsing reads the
 //!   header: all of it becomes resident through the map;
 //! - **KV cache**: keys and values of every layer for `ctx_size` positions of each of the
-//!   `parallel` slots. A sliding-window layer needs only its window; the estimate follows
-//!   the engine's layout ([`KvLayout`]), which today keeps every position;
+//!   `parallel` slots, in the entry's KV type; a sliding-window layer keeps only its
+//!   window plus a batch (the engine's own layout: `tern_engine::KvCacheSpec`, the same
+//!   numbers the engine allocates);
 //! - **compute**: the engine's scratch buffers (`tern_engine::Scratch::new`) for batches
 //!   of `batch_size` tokens, the quantized activation copy, the logits rows (one per
 //!   slot) and each slot's sampler buffers;
@@ -17,7 +18,7 @@
 
 use std::path::Path;
 
-use tern_engine::ModelConfig;
+use tern_engine::{KvCacheSpec, ModelConfig};
 use tern_gguf::GgufFile;
 
 use crate::config::{KvType, ModelEntry};
@@ -38,19 +39,6 @@ impl Footprint {
         self.weights + self.kv_cache + self.compute + self.other
     }
 }
-
-/// How the KV cache stores sliding-window layers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KvLayout {
-    /// Every layer keeps `ctx_size` positions (what tern-engine's `KvCache` does now).
-    Full,
-    /// Sliding-window layers keep only their window (a ring buffer, as llama.cpp's SWA
-    /// cache does).
-    WindowedSwa,
-}
-
-/// The layout tern-engine's `KvCache` uses.
-pub const ENGINE_KV_LAYOUT: KvLayout = KvLayout::Full;
 
 /// The sizes a model is run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,22 +61,17 @@ impl RunShape {
     }
 }
 
-/// Bytes of the KV cache for `shape` under `layout`.
-pub fn kv_cache_bytes(config: &ModelConfig, shape: RunShape, layout: KvLayout) -> u64 {
-    let per_value = shape.kv_type.bytes_per_value() as u64;
-    config
-        .layers
-        .iter()
-        .map(|layer| {
-            let positions = match (layout, layer.sliding_window) {
-                (KvLayout::WindowedSwa, Some(window)) => window.min(shape.ctx_size),
-                _ => shape.ctx_size,
-            };
-            // Keys and values.
-            2 * (positions * config.kv_dim()) as u64 * per_value
-        })
-        .sum::<u64>()
-        * shape.parallel as u64
+/// Bytes of the KV cache for `shape`: what `tern_engine::Model::new_kv_cache_for`
+/// allocates for `parallel` slots of `ctx_size` positions and batches of `batch_size`.
+pub fn kv_cache_bytes(config: &ModelConfig, shape: RunShape) -> u64 {
+    KvCacheSpec::for_config(
+        config,
+        shape.kv_type.engine(),
+        shape.parallel,
+        shape.ctx_size,
+        shape.batch_size,
+    )
+    .bytes()
 }
 
 /// Bytes of the compute buffers for `shape`: the engine's `Scratch` for `batch_size`
@@ -131,7 +114,7 @@ pub const PER_MODEL_OVERHEAD: u64 = 16 << 20;
 pub fn footprint(file: &GgufFile, config: &ModelConfig, shape: RunShape) -> Footprint {
     Footprint {
         weights: file.file_size(),
-        kv_cache: kv_cache_bytes(config, shape, ENGINE_KV_LAYOUT),
+        kv_cache: kv_cache_bytes(config, shape),
         compute: compute_bytes(config, shape),
         other: other_bytes(file.data_offset(), config.vocab_size),
     }
@@ -182,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn kv_bytes_count_layers_slots_and_windows() {
+    fn kv_bytes_count_layers_slots_windows_and_types() {
         let c = config(&[Some(100), None, Some(100)]);
         let shape = RunShape {
             ctx_size: 1000,
@@ -190,42 +173,48 @@ mod tests {
             batch_size: 64,
             kv_type: KvType::F16,
         };
-        // kv_dim 32, 2 bytes, keys + values.
+        // kv_dim 32, 2 bytes, keys + values; the windowed layers keep 100 + 64 - 1.
         let per_position = 2 * 32 * 2;
         assert_eq!(
-            kv_cache_bytes(&c, shape, KvLayout::Full),
-            3 * 3 * 1000 * per_position
-        );
-        assert_eq!(
-            kv_cache_bytes(&c, shape, KvLayout::WindowedSwa),
-            3 * (100 + 1000 + 100) * per_position
+            kv_cache_bytes(&c, shape),
+            3 * (163 + 1000 + 163) * per_position
         );
         // A window larger than the context keeps the context.
         let short = RunShape {
             ctx_size: 50,
             ..shape
         };
-        assert_eq!(
-            kv_cache_bytes(&c, short, KvLayout::WindowedSwa),
-            3 * 3 * 50 * per_position
-        );
+        assert_eq!(kv_cache_bytes(&c, short), 3 * 3 * 50 * per_position);
+        // Q8_0: 34 bytes per 32 values; Q4_0: 18.
+        let q8 = RunShape {
+            kv_type: KvType::Q8_0,
+            ..shape
+        };
+        assert_eq!(kv_cache_bytes(&c, q8), 3 * (163 + 1000 + 163) * 2 * 34);
+        let q4 = RunShape {
+            kv_type: KvType::Q4_0,
+            ..shape
+        };
+        assert_eq!(kv_cache_bytes(&c, q4), 3 * (163 + 1000 + 163) * 2 * 18);
     }
 
     #[test]
     fn the_engine_allocates_what_the_kv_estimate_says() {
-        let c = config(&[None, Some(8)]);
-        let shape = RunShape {
-            ctx_size: 40,
-            parallel: 2,
-            batch_size: 8,
-            kv_type: KvType::F16,
-        };
-        let dims = vec![c.kv_dim(); c.block_count];
-        let cache = tern_engine::KvCache::new(&dims, shape.parallel, shape.ctx_size);
-        assert_eq!(
-            cache.size_bytes() as u64,
-            kv_cache_bytes(&c, shape, ENGINE_KV_LAYOUT)
-        );
+        let mut c = config(&[None, Some(8)]);
+        // Quantized caches need heads of whole 32-value blocks.
+        c.key_length = 32;
+        c.value_length = 32;
+        for kv_type in [KvType::F16, KvType::Q8_0, KvType::Q4_0] {
+            let shape = RunShape {
+                ctx_size: 40,
+                parallel: 2,
+                batch_size: 8,
+                kv_type,
+            };
+            let spec = KvCacheSpec::for_config(&c, kv_type.engine(), 2, 40, 8);
+            let cache = tern_engine::KvCache::new(spec).unwrap();
+            assert_eq!(cache.size_bytes() as u64, kv_cache_bytes(&c, shape));
+        }
     }
 
     #[test]

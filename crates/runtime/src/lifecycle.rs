@@ -434,7 +434,11 @@ fn load(
     counters: Arc<Counters>,
     pool: Option<Arc<ThreadPool>>,
 ) -> Result<(Worker, Arc<ChatInfo>), RuntimeError> {
-    let model = Model::load(&config.path, ModelOptions::default())
+    let options = ModelOptions {
+        kv_type: config.kv_type.engine(),
+        ..ModelOptions::default()
+    };
+    let model = Model::load(&config.path, options)
         .map_err(|e| RuntimeError::Engine(format!("{}: {e}", config.path.display())))?;
     let tokenizer = Tokenizer::from_gguf(model.file().metadata())
         .map_err(|e| RuntimeError::Engine(format!("{}: tokenizer: {e}", config.path.display())))?;

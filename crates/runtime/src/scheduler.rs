@@ -204,7 +204,7 @@ impl Worker {
         shared: Arc<WorkerShared>,
     ) -> Worker {
         Worker {
-            kv: model.new_kv_cache(parallel, ctx),
+            kv: model.new_kv_cache_for(parallel, ctx, batch_size),
             scratch: model.new_scratch(batch_size, ctx),
             logits: Logits::new(model.vocab_size(), parallel),
             end_of_generation: tokenizer.end_of_generation_ids(),
@@ -391,17 +391,20 @@ impl Worker {
                         keep
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "prefix copy failed; computing the prompt");
-                        0
+                        // A sliding-window ring may no longer hold the window: use the
+                        // slot's own prefix.
+                        tracing::debug!(error = %e, "prefix copy not possible");
+                        own.min(limit)
                     }
                 }
             }
             None => own.min(limit),
         };
         let slot = &mut slots[target];
-        slot.tokens.truncate(keep);
-        if self.kv.truncate(target as u32, keep).is_err() {
-            slot.tokens.clear();
+        // The cache may keep less (a sliding-window ring cannot go back far).
+        match self.kv.truncate(target as u32, keep) {
+            Ok(kept) => slot.tokens.truncate(kept),
+            Err(_) => slot.tokens.clear(),
         }
         let keep = slot.tokens.len();
         let counters = &self.shared.counters;

@@ -85,7 +85,7 @@ impl<'m> Runner<'m> {
     pub fn new(model: &'m Model, context: usize) -> Self {
         Runner {
             model,
-            kv: model.new_kv_cache(1, context),
+            kv: model.new_kv_cache_for(1, context, 512),
             scratch: model.new_scratch(512, context),
             logits: Logits::new(model.vocab_size(), 1),
             batch: Batch::with_capacity(512),

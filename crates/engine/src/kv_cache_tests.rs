@@ -1,0 +1,218 @@
+//! Unit tests of the KV cache: batch checks, slot operations, the sliding-window ring and
+//! the quantized types.
+
+use super::*;
+
+fn spec(
+    kv_type: KvType,
+    windows: &[Option<usize>],
+    capacity: usize,
+    max_batch: usize,
+) -> KvCacheSpec {
+    KvCacheSpec {
+        kv_type,
+        layers: windows
+            .iter()
+            .map(|&window| KvLayerSpec {
+                kv_dim: 64,
+                head_dim: 32,
+                window,
+            })
+            .collect(),
+        n_seq: 3,
+        capacity,
+        max_batch,
+    }
+}
+
+fn cache() -> KvCache {
+    KvCache::new(spec(KvType::F16, &[None, None], 8, 8)).unwrap()
+}
+
+fn key(cache: &KvCache, layer: usize, seq: u32, pos: usize) -> f32 {
+    let cached = cache.cached(layer, seq);
+    match cached.keys {
+        KvRows::F16(k) => k[(pos % cached.positions) * 64].to_f32(),
+        KvRows::Quantized { .. } => panic!("f16 cache expected"),
+    }
+}
+
+/// Stores row values `pos` (keys) and `pos + 0.5` (values) at `positions` of `seq`
+/// through a real batch check, as the forward pass does.
+fn fill(cache: &mut KvCache, seq: u32, positions: std::ops::Range<usize>) {
+    let mut batch = Batch::default();
+    for p in positions.clone() {
+        batch.push(1, p as u32, seq, false);
+    }
+    let mut pending = PendingLens::default();
+    cache.check_batch(&batch, &mut pending).unwrap();
+    for layer in 0..cache.n_layers() {
+        for p in positions.clone() {
+            cache.store(layer, seq, p, &[p as f32; 64], &[p as f32 + 0.5; 64]);
+        }
+    }
+    cache.set_lens(&pending);
+}
+
+#[test]
+fn positions_must_follow_each_other() {
+    let cache = cache();
+    let mut pending = PendingLens::default();
+    let mut batch = Batch::default();
+    batch.push(1, 0, 0, false);
+    batch.push(1, 1, 0, true);
+    batch.push(1, 0, 2, true);
+    cache.check_batch(&batch, &mut pending).unwrap();
+    assert_eq!(pending.lens, vec![2, 0, 1]);
+
+    let mut gap = Batch::default();
+    gap.push(1, 1, 0, true);
+    let err = cache.check_batch(&gap, &mut pending).unwrap_err();
+    assert!(err.to_string().contains("position 1"), "{err}");
+}
+
+#[test]
+fn unknown_sequence_and_full_context_are_errors() {
+    let cache = cache();
+    let mut pending = PendingLens::default();
+    let err = cache
+        .check_batch(&Batch::for_sequence(&[1], 0, 3), &mut pending)
+        .unwrap_err();
+    assert!(err.to_string().contains("sequence 3"), "{err}");
+    let long: Vec<u32> = (0..9).collect();
+    let err = cache
+        .check_batch(&Batch::for_sequence(&long, 0, 0), &mut pending)
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::ContextFull { .. }), "{err}");
+}
+
+#[test]
+fn copy_prefix_copies_values_and_sets_length() {
+    let mut cache = cache();
+    fill(&mut cache, 0, 0..3);
+    fill(&mut cache, 1, 0..5);
+    cache.copy_prefix(0, 1, 2).unwrap();
+    assert_eq!(cache.seq_len(1), 2);
+    assert_eq!(key(&cache, 1, 1, 1), 1.0);
+    assert!(cache.copy_prefix(2, 0, 1).is_err(), "sequence 2 is empty");
+
+    assert_eq!(cache.truncate(0, 1).unwrap(), 1);
+    assert_eq!(cache.seq_len(0), 1);
+    cache.truncate(0, 5).unwrap();
+    assert_eq!(cache.seq_len(0), 1, "truncate never extends");
+    cache.clear(1).unwrap();
+    assert_eq!(cache.seq_len(1), 0);
+}
+
+#[test]
+fn sliding_window_layers_keep_window_plus_batch_positions() {
+    // Window 4, batches of up to 3 tokens: the ring holds 6 positions, the global layer 32.
+    let spec = spec(KvType::F16, &[Some(4), None], 32, 3);
+    assert_eq!(spec.positions(&spec.layers[0]), 6);
+    assert_eq!(spec.positions(&spec.layers[1]), 32);
+    assert_eq!(spec.bytes(), 3 * 2 * (6 + 32) * 64 * 2);
+    let mut cache = KvCache::new(spec.clone()).unwrap();
+    assert_eq!(cache.size_bytes() as u64, spec.bytes());
+
+    for start in (0..20).step_by(3) {
+        fill(&mut cache, 0, start..(start + 3).min(20));
+    }
+    assert_eq!(cache.seq_len(0), 20);
+    // The ring holds positions 14..20; the window of position 20 is 17..=20.
+    for p in 14..20 {
+        assert_eq!(key(&cache, 0, 0, p), p as f32);
+        assert_eq!(key(&cache, 1, 0, p), p as f32);
+    }
+    assert_eq!(
+        key(&cache, 1, 0, 3),
+        3.0,
+        "the global layer keeps everything"
+    );
+
+    // Going back is possible while the window before the new end is held: 17 needs 14..
+    assert_eq!(cache.reusable_prefix(0, 17), 17);
+    assert_eq!(cache.reusable_prefix(0, 16), 0);
+    assert_eq!(cache.truncate(0, 18).unwrap(), 18);
+    fill(&mut cache, 0, 18..20);
+    assert_eq!(
+        cache.truncate(0, 10).unwrap(),
+        0,
+        "the ring lost position 7.."
+    );
+    assert_eq!(cache.seq_len(0), 0);
+
+    // More tokens of one sequence in a batch than the ring spares is refused.
+    let mut pending = PendingLens::default();
+    let err = cache
+        .check_batch(&Batch::for_sequence(&[1, 2, 3, 4], 0, 0), &mut pending)
+        .unwrap_err();
+    assert!(err.to_string().contains("split the batch"), "{err}");
+}
+
+#[test]
+fn copy_prefix_through_a_ring_copies_the_window() {
+    let mut cache = KvCache::new(spec(KvType::F16, &[Some(4), None], 32, 3)).unwrap();
+    for start in (0..12).step_by(3) {
+        fill(&mut cache, 0, start..start + 3);
+    }
+    cache.copy_prefix(0, 2, 11).unwrap();
+    assert_eq!(cache.seq_len(2), 11);
+    // Position 11's window: 8..=11, so 8, 9, 10 are copied.
+    for p in 8..11 {
+        assert_eq!(key(&cache, 0, 2, p), p as f32);
+    }
+    assert_eq!(cache.reusable_prefix(2, 10), 0, "a copy cannot go back");
+    // Sequence 0 holds 6..12 in its ring: 8 needs 5.. — gone.
+    assert!(cache.copy_prefix(0, 1, 8).is_err());
+}
+
+#[test]
+fn quantized_rows_round_trip_within_their_precision() {
+    for (kv_type, bytes, tolerance) in [(KvType::Q8_0, 34, 0.01), (KvType::Q4_0, 18, 0.15)] {
+        let spec = spec(kv_type, &[None], 4, 4);
+        assert_eq!(spec.bytes(), 3 * 2 * 4 * 2 * bytes);
+        let mut cache = KvCache::new(spec).unwrap();
+        let row: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+        cache.store(0, 1, 2, &row, &row);
+        let KvRows::Quantized {
+            ty,
+            bytes: keys,
+            row_bytes,
+            head_bytes,
+        } = cache.cached(0, 1).keys
+        else {
+            panic!("quantized rows expected");
+        };
+        assert_eq!(
+            (row_bytes, head_bytes),
+            (2 * bytes as usize, bytes as usize)
+        );
+        let mut back = vec![0.0; 64];
+        tern_kernels::dequantize_row(ty, &keys[2 * row_bytes..3 * row_bytes], &mut back).unwrap();
+        for (a, b) in row.iter().zip(&back) {
+            assert!((a - b).abs() < tolerance, "{kv_type}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn quantized_types_need_whole_blocks_per_head() {
+    let mut bad = spec(KvType::Q8_0, &[None], 4, 4);
+    bad.layers[0].head_dim = 48;
+    bad.layers[0].kv_dim = 96;
+    let err = KvCache::new(bad.clone()).unwrap_err().to_string();
+    assert!(err.contains("q8_0") && err.contains("48"), "{err}");
+    bad.kv_type = KvType::F16;
+    assert!(KvCache::new(bad).is_ok());
+}
+
+#[test]
+fn type_names_are_llama_cpp_s() {
+    for t in KvType::ALL {
+        assert_eq!(t.name().parse::<KvType>().unwrap(), t);
+    }
+    assert_eq!("Q8_0".parse::<KvType>().unwrap(), KvType::Q8_0);
+    assert!("q5_1".parse::<KvType>().is_err());
+    assert_eq!(KvType::Q4_0.row_bytes(64), 36);
+    assert_eq!(KvType::F16.row_bytes(64), 128);
+}
