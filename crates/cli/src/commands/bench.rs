@@ -275,9 +275,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             &tokenizer,
             prefix,
             &args.n_prompt,
-            args.repetitions,
-            args.ubatch,
-            engine_threads(threads[0]),
+            super::bench_cache::RunSettings {
+                repetitions: args.repetitions,
+                ubatch: args.ubatch,
+                threads: engine_threads(threads[0]),
+            },
         )?,
         None => Vec::new(),
     };

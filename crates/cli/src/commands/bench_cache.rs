@@ -34,6 +34,14 @@ pub struct PromptCacheReport {
     pub avg_warm_ms: f64,
 }
 
+/// How the sessions of the measurement run.
+#[derive(Clone, Copy, Debug)]
+pub struct RunSettings {
+    pub repetitions: usize,
+    pub ubatch: usize,
+    pub threads: usize,
+}
+
 /// Runs the prompt-cache measurement for each suffix length in `suffixes` (zeros
 /// skipped).
 pub fn measure(
@@ -42,10 +50,13 @@ pub fn measure(
     tokenizer: &Arc<Tokenizer>,
     prefix: usize,
     suffixes: &[usize],
-    repetitions: usize,
-    ubatch: usize,
-    threads: usize,
+    settings: RunSettings,
 ) -> anyhow::Result<Vec<PromptCacheReport>> {
+    let RunSettings {
+        repetitions,
+        ubatch,
+        threads,
+    } = settings;
     if prefix == 0 {
         bail!("--prompt-cache 0: the shared prefix needs at least one token");
     }

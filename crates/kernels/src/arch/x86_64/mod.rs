@@ -10,8 +10,10 @@
 //!
 //! Modules: [`simd`] (shared 256-bit helpers), [`quantize`] (activation quantizers),
 //! [`dot32`] (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), [`dotk`] (Q2_K … Q6_K), [`float`] (F32, F16,
-//! BF16), [`gemm`] (batched matmul for prompts), [`ops`] (elementwise ops).
+//! BF16), [`gemm`] (batched matmul for prompts), [`ops`] (elementwise ops),
+//! [`attention`] (the KV-cache attention loops).
 
+mod attention;
 mod dot32;
 mod dotk;
 mod float;
@@ -45,7 +47,7 @@ macro_rules! entry {
 
 /// One path's entry points and its `weights` lookup.
 macro_rules! path_kernels {
-    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $tk:literal, $t32:literal, $q8_gemm:literal, $exp:ty) => {
+    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $tk:literal, $t32:literal, $q8_gemm:literal, $exp:ty, $widen:ty) => {
         use std::ops::Range;
 
         use tern_gguf::GgmlType;
@@ -165,6 +167,30 @@ macro_rules! path_kernels {
             f16_to_f32,
         };
 
+        entry!($features; fn attention_scores_f32(q: &[f32], k: &[half::f16], ks: usize, n: usize, scale: f32, out: &mut [f32]) =>
+            super::attention::scores_f32::<$widen>(q, k, ks, n, scale, out));
+        entry!($features; fn attention_accumulate_f32(acc: &mut [f32], v: &[half::f16], vs: usize, w: &[f32]) =>
+            super::attention::accumulate_f32(acc, v, vs, w));
+        entry!($features; fn attention_scores_f16(q: &[half::f16], k: &[half::f16], ks: usize, n: usize, scale: f32, out: &mut [f32]) =>
+            super::attention::scores_f16(q, k, ks, n, scale, out));
+        entry!($features; fn attention_accumulate_f16(acc: &mut [half::f16], v: &[half::f16], vs: usize, w: &[f32], r: &[f32]) =>
+            super::attention::accumulate_f16(acc, v, vs, w, r));
+        entry!($features; fn attention_accumulate_q8_0(acc: &mut [f32], v: &[u8], vs: usize, w: &[f32], r: &[f32]) =>
+            super::attention::accumulate_quantized::<super::attention::Q8Values>(acc, v, vs, w, r));
+        entry!($features; fn attention_accumulate_q4_0(acc: &mut [f32], v: &[u8], vs: usize, w: &[f32], r: &[f32]) =>
+            super::attention::accumulate_quantized::<super::attention::Q4Values>(acc, v, vs, w, r));
+
+        /// This path's attention kernels.
+        pub(crate) static ATTENTION: crate::attention::AttentionTable =
+            crate::attention::AttentionTable {
+                scores_f32: attention_scores_f32,
+                accumulate_f32: attention_accumulate_f32,
+                scores_f16: attention_scores_f16,
+                accumulate_f16: attention_accumulate_f16,
+                accumulate_q8_0: attention_accumulate_q8_0,
+                accumulate_q4_0: attention_accumulate_q4_0,
+            };
+
         entry!($features; fn quantize_q8_0(x: &[f32], out: &mut [u8]) =>
             quantize::quantize_q8_0(x, out));
         entry!($features; fn quantize_q8_1(x: &[f32], out: &mut [u8]) =>
@@ -221,7 +247,8 @@ pub(crate) mod avx2 {
         2,
         1,
         false,
-        super::ops::ExpAvx2
+        super::ops::ExpAvx2,
+        super::attention::WidenAvx2
     );
 
     fn bf16_dot() -> crate::quant::DotFn {
@@ -260,7 +287,8 @@ pub(crate) mod avx512 {
         4,
         2,
         false,
-        super::ops::ExpAvx512
+        super::ops::ExpAvx512,
+        super::attention::WidenAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16");
 }
@@ -275,7 +303,8 @@ pub(crate) mod avx512vnni {
         4,
         2,
         true,
-        super::ops::ExpAvx512
+        super::ops::ExpAvx512,
+        super::attention::WidenAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16");
 }
@@ -300,6 +329,7 @@ static AVX2: Table = Table {
     quantize_q8_1: avx2::quantize_q8_1,
     quantize_q8_k: avx2::quantize_q8_k,
     ops: avx2::OPS,
+    attention: avx2::ATTENTION,
     extras: no_extras,
 };
 
@@ -310,6 +340,7 @@ static AVX512: Table = Table {
     quantize_q8_1: avx512::quantize_q8_1,
     quantize_q8_k: avx512::quantize_q8_k,
     ops: avx512::OPS,
+    attention: avx512::ATTENTION,
     extras: avx512_extras,
 };
 
@@ -320,6 +351,7 @@ static AVX512_VNNI: Table = Table {
     quantize_q8_1: avx512vnni::quantize_q8_1,
     quantize_q8_k: avx512vnni::quantize_q8_k,
     ops: avx512vnni::OPS,
+    attention: avx512vnni::ATTENTION,
     extras: avx512_extras,
 };
 
