@@ -14,6 +14,7 @@
 
 pub mod attention;
 mod batch;
+mod buffer;
 pub mod config;
 pub mod dump;
 mod error;
