@@ -160,6 +160,18 @@ impl Case {
             Some(std::fs::metadata(&path).expect("model size").len()),
             "{key}: the model file is not the one the goldens were made from ({sha})"
         );
+        // Synthetic models: the goldens must be those of the committed model, whose
+        // assembled file scripts/synthetic/make-models.py checks against SHA256SUMS.
+        let sums = tern_testkit::repo_root().join("tests/synthetic/SHA256SUMS");
+        let sums = std::fs::read_to_string(&sums).expect("tests/synthetic/SHA256SUMS");
+        let file = format!("{key}.gguf");
+        if let Some(line) = sums.lines().find(|l| l.ends_with(&format!("  {file}"))) {
+            assert!(
+                line.starts_with(sha),
+                "{key}: goldens made from another model than tests/synthetic/SHA256SUMS names; \
+                 rerun scripts/goldens/architectures.py"
+            );
+        }
         Case {
             key,
             path,
