@@ -217,7 +217,8 @@ pub fn attend(
                     }
                     // ggml_vec_mad_f16: one fused multiply-add, then F16.
                     tern_kernels::vec_mad_f16(acc, value(j), weight);
-                    sum = sum * max_scale + weight;
+                    // `S = S*ms + vs`, which GCC contracts to one fused multiply-add in ggml.
+                    sum = sum.mul_add(max_scale, weight);
                 }
                 let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
                 for (o, a) in o.iter_mut().zip(acc.iter()) {
@@ -305,7 +306,8 @@ fn attend_quantized(
             for (a, v) in acc.iter_mut().zip(value.iter()) {
                 *a += v * weight;
             }
-            sum = sum * max_scale + weight;
+            // `S = S*ms + vs`, which GCC contracts to one fused multiply-add in ggml.
+            sum = sum.mul_add(max_scale, weight);
         }
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
         for (o, a) in o.iter_mut().zip(acc.iter()) {
