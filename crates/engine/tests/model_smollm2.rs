@@ -68,10 +68,12 @@ fn fidelity_against_llama_cpp() {
 #[test]
 fn perplexity_matches_llama_perplexity_on_the_first_chunks() {
     let fixture = fixture();
-    let (ours, reference) = perplexity_prefix(&fixture, 512, 4);
+    // 16 chunks (8,192 tokens): over 4 the F32 tiled attention's last-bit differences
+    // (crates/engine/README.md) still move the result by 0.8%; over 16, 0.2%.
+    let (ours, reference) = perplexity_prefix(&fixture, 512, 16);
     let relative = (ours - reference).abs() / reference;
     println!(
-        "perplexity over 4 chunks of 512: tern {ours:.4}, llama.cpp {reference:.4} ({:.3}%)",
+        "perplexity over 16 chunks of 512: tern {ours:.4}, llama.cpp {reference:.4} ({:.3}%)",
         100.0 * relative
     );
     assert!(
