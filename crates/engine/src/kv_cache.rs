@@ -34,6 +34,7 @@ use tern_gguf::GgmlType;
 
 use crate::Batch;
 use crate::attention::{Cached, KvRows};
+use crate::buffer::AnonBuffer;
 use crate::config::ModelConfig;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -280,17 +281,19 @@ struct LayerCache {
     values: Storage,
 }
 
+/// Each layer's keys or values in their own anonymous mapping ([`AnonBuffer`]), so a
+/// dropped cache gives its pages back to the system at once.
 #[derive(Debug)]
 enum Storage {
-    F16(Vec<f16>),
-    Quantized(Vec<u8>),
+    F16(AnonBuffer<f16>),
+    Quantized(AnonBuffer<u8>),
 }
 
 impl Storage {
     fn new(kv_type: KvType, len: usize) -> Self {
         match kv_type {
-            KvType::F16 => Storage::F16(vec![f16::ZERO; len]),
-            _ => Storage::Quantized(vec![0; len]),
+            KvType::F16 => Storage::F16(AnonBuffer::zeroed(len)),
+            _ => Storage::Quantized(AnonBuffer::zeroed(len)),
         }
     }
 

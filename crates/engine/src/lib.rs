@@ -14,10 +14,12 @@
 
 pub mod attention;
 mod batch;
+mod buffer;
 pub mod config;
 pub mod dump;
 mod error;
 mod forward;
+mod hidden;
 mod kv_cache;
 mod logits;
 mod model;
@@ -31,8 +33,8 @@ pub use batch::Batch;
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use kv_cache::{KvCache, KvCacheSpec, KvLayerSpec, KvType};
-pub use logits::Logits;
-pub use model::{Model, ModelOptions};
+pub use logits::{Logits, OutputKind};
+pub use model::{Model, ModelOptions, Mutation};
 pub use perplexity::{PerplexityOptions, PerplexityReport, perplexity};
 pub use scratch::Scratch;
 pub use session::{FinishReason, GenerateOptions, Generation, Session, SessionOptions};

@@ -1,16 +1,30 @@
 //! The output buffer of a forward pass: one row of vocabulary logits per batch token
-//! that asked for them.
+//! that asked for them — or, for embeddings, one row of final hidden states.
 //!
 //! The caller owns it and sizes it once (a 262,144-token vocabulary makes a row 1 MiB),
 //! so the forward pass writes into memory that already exists.
 
+use crate::buffer::AnonBuffer;
+
+/// What a forward pass writes into a [`Logits`] buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// Next-token logits: the output projection of the normed final hidden state.
+    Logits,
+    /// The final hidden state after the output norm (llama.cpp's `result_norm`, what
+    /// its embedding pooling reads), without the output projection.
+    Hidden,
+}
+
 /// Logits rows, in the order of the batch tokens that asked for them.
 #[derive(Clone, Debug)]
 pub struct Logits {
+    kind: OutputKind,
+    /// Values per row: the vocabulary size, or the embedding length for hidden states.
     vocab_size: usize,
     max_rows: usize,
     /// Shape: (n_rows, vocab_size), the first `n_rows` rows valid.
-    data: Vec<f32>,
+    data: AnonBuffer<f32>,
     /// The batch index of each valid row.
     batch_index: Vec<usize>,
 }
@@ -19,14 +33,29 @@ impl Logits {
     /// A buffer for up to `max_rows` rows of `vocab_size` logits.
     pub fn new(vocab_size: usize, max_rows: usize) -> Self {
         Logits {
+            kind: OutputKind::Logits,
             vocab_size,
             max_rows,
-            data: vec![0.0; vocab_size * max_rows],
+            data: AnonBuffer::zeroed(vocab_size * max_rows),
             batch_index: Vec::with_capacity(max_rows),
         }
     }
 
-    /// Logits per row.
+    /// A buffer for up to `max_rows` final hidden states of `embedding_length` values
+    /// (for embeddings: the forward pass then skips the output projection).
+    pub fn hidden(embedding_length: usize, max_rows: usize) -> Self {
+        Logits {
+            kind: OutputKind::Hidden,
+            ..Logits::new(embedding_length, max_rows)
+        }
+    }
+
+    /// What the rows hold.
+    pub fn kind(&self) -> OutputKind {
+        self.kind
+    }
+
+    /// Values per row (logits per row, or the embedding length for hidden states).
     pub fn vocab_size(&self) -> usize {
         self.vocab_size
     }

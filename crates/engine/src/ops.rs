@@ -7,19 +7,22 @@
 //! double, RoPE builds its angles by repeated multiplication, GELU goes through an F16
 //! lookup table), which is what keeps the logits next to llama.cpp's.
 
-use half::f16;
+use std::sync::Arc;
+
 use tern_gguf::{GgmlType, GgufFile};
+use tern_kernels::pool::ThreadPool;
 use tern_kernels::{QuantizedActivations, RopeOrdering, RopeParams, WeightMatrix};
 
 use crate::config::{Activation, RopeLayout};
 use crate::weights::Matrix;
 
-/// Activations quantized for the next matmuls, reused across calls.
+/// Activations quantized for the next matmuls, reused across calls, and the thread
+/// pool the matmuls are split over.
 #[derive(Debug, Default)]
 pub struct Activations {
     quantized: QuantizedActivations,
-    /// Q8_0 / Q8_1 rows made here (see [`quantize_q8_like_llama_cpp_x86`]).
-    bytes: Vec<u8>,
+    /// `None`: every matmul on the calling thread.
+    pool: Option<Arc<ThreadPool>>,
 }
 
 impl Activations {
@@ -28,51 +31,22 @@ impl Activations {
         Activations::default()
     }
 
-    /// Quantizes `rows` rows of `cols` values for weights of type `weight`, as llama.cpp's
-    /// CPU backend does before the matmul.
-    pub fn quantize(&mut self, weight: GgmlType, x: &[f32], rows: usize, cols: usize) {
-        match tern_kernels::vec_dot_type(weight) {
-            Some(ty @ (GgmlType::Q8_0 | GgmlType::Q8_1)) => {
-                quantize_q8_like_llama_cpp_x86(x, ty == GgmlType::Q8_1, &mut self.bytes);
-                if let Err(e) = self.quantized.set_quantized(ty, &self.bytes, rows, cols) {
-                    // Unreachable: the rows were sized for `cols` just above.
-                    tracing::error!("activation rows rejected: {e}");
-                    self.quantized.quantize(weight, x, rows, cols);
-                }
-            }
-            _ => self.quantized.quantize(weight, x, rows, cols),
-        }
+    /// Splits the following matmuls over `pool`'s threads (`None`: the calling thread
+    /// alone). The results are the same bits either way.
+    pub fn set_pool(&mut self, pool: Option<Arc<ThreadPool>>) {
+        self.pool = pool.filter(|p| p.n_threads() > 1);
     }
-}
 
-/// Q8_0 / Q8_1 activation rows as llama.cpp's x86 backend writes them
-/// (ggml-cpu/arch/x86/quants.c, `quantize_row_q8_0` / `quantize_row_q8_1`): per block of
-/// 32, `d = amax / 127`, the values times `127 / amax` (not `1 / d`), rounded half to
-/// even; Q8_1 adds `s = d * Σq`. ggml's reference quantizer (and tern-kernels', which
-/// follows it) multiplies by `1 / d` and rounds half away from zero; on real activations
-/// that moves a matmul's outputs by ~3e-4 relative against the reference build the
-/// goldens come from, versus ~1e-7 with this rounding (measured on SmolLM2's layer 0).
-fn quantize_q8_like_llama_cpp_x86(x: &[f32], with_sum: bool, out: &mut Vec<u8>) {
-    const QK: usize = 32;
-    let block_bytes = if with_sum { 36 } else { 34 };
-    out.clear();
-    for block in x.chunks_exact(QK) {
-        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        let start = out.len();
-        out.resize(start + block_bytes, 0);
-        let (header, qs) = out[start..].split_at_mut(block_bytes - QK);
-        let mut sum = 0i32;
-        for (q, &v) in qs.iter_mut().zip(block) {
-            let r = (v * id).round_ties_even() as i8;
-            sum += i32::from(r);
-            *q = r as u8;
-        }
-        header[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
-        if with_sum {
-            header[2..4].copy_from_slice(&f16::from_f32(d * sum as f32).to_le_bytes());
-        }
+    /// The pool matmuls are split over, if any.
+    pub fn pool(&self) -> Option<&Arc<ThreadPool>> {
+        self.pool.as_ref()
+    }
+
+    /// Quantizes `rows` rows of `cols` values for weights of type `weight`, as llama.cpp's
+    /// x86 CPU backend does before the matmul (tern-kernels' activation quantizers round
+    /// as it does on every path: `127/amax`, half to even).
+    pub fn quantize(&mut self, weight: GgmlType, x: &[f32], rows: usize, cols: usize) {
+        self.quantized.quantize(weight, x, rows, cols);
     }
 }
 
@@ -92,7 +66,10 @@ pub fn matmul(w: &Matrix, file: &GgufFile, acts: &mut Activations, x: &[f32], ou
         cols: w.cols,
         data: w.bytes(file),
     };
-    tern_kernels::matmul(&view, &acts.quantized, out);
+    match &acts.pool {
+        Some(pool) => tern_kernels::matmul_with_pool(pool, &view, &acts.quantized, out),
+        None => tern_kernels::matmul(&view, &acts.quantized, out),
+    }
 }
 
 /// Row `token` of the embedding matrix, dequantized into `out` (ggml `get_rows`).
@@ -126,18 +103,30 @@ pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], width: usize, eps: f32) 
     }
 }
 
-/// Rotary position embedding of a layer (ggml `rope_ext` without YaRN or frequency
-/// factors, which llama and gemma3 files do not use).
+/// `x[t] += bias` for every row `t` of `x` (rows of `bias.len()` values; ggml_add with
+/// a broadcast bias).
+pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+}
+
+/// Rotary position embedding of a layer (ggml `rope_ext` without YaRN): frequency
+/// divisors for Llama 3 scaling and LongRoPE, and LongRoPE's magnitude scale.
 #[derive(Clone, Copy, Debug)]
-pub struct Rope {
+pub struct Rope<'a> {
     pub layout: RopeLayout,
     /// Rotated dimensions at the start of each head.
     pub dims: usize,
     pub freq_base: f32,
     pub freq_scale: f32,
+    /// One divisor per rotated pair (`rope_freqs`, `rope_factors_short/long`).
+    pub freq_factors: Option<&'a [f32]>,
+    /// Multiplies cos and sin (`rope.scaling.attn_factor`).
+    pub attn_factor: f32,
 }
 
-impl Rope {
+impl Rope<'_> {
     fn ordering(&self) -> RopeOrdering {
         match self.layout {
             RopeLayout::Normal => RopeOrdering::Normal,
@@ -149,6 +138,8 @@ impl Rope {
     pub fn angles(&self, pos: u32, cache: &mut [f32]) {
         let mut params = RopeParams::new(self.ordering(), self.dims, self.freq_base);
         params.freq_scale = self.freq_scale;
+        params.freq_factors = self.freq_factors;
+        params.attn_factor = self.attn_factor;
         tern_kernels::rope_cache_init(&params, pos as i32, cache);
     }
 
@@ -173,29 +164,28 @@ mod tests {
 
     #[test]
     fn q8_activations_round_as_llama_cpp_x86() {
-        // 127/amax * 0.5 * amax/127... pick values whose scaled value is an exact tie.
+        use half::f16;
+        // Values whose scaled value is an exact tie: x86 ggml rounds them to even, where
+        // ggml's reference quantizer (half away from zero) would not.
         let mut x = [0.0f32; 32];
-        x[0] = 127.0; // amax: id = 1
-        x[1] = 2.5; // tie: to even (2), where round-half-away gives 3
+        x[0] = 127.0; // amax: 127/amax = 1
+        x[1] = 2.5; // tie: to even (2)
         x[2] = -3.5; // tie: to even (-4)
         x[3] = 1.25;
-        let mut out = Vec::new();
-        quantize_q8_like_llama_cpp_x86(&x, true, &mut out);
+        let mut acts = Activations::new();
+        // Q4_1 weights take Q8_1 activations: d, s = d * Σq, then the quants.
+        acts.quantize(GgmlType::Q4_1, &x, 1, 32);
+        let out = acts.quantized.row(0);
         assert_eq!(out.len(), 36);
-        assert_eq!(
-            f16::from_le_bytes([out[0], out[1]]).to_f32(),
-            f16::from_f32(1.0).to_f32()
-        );
+        assert_eq!(f16::from_le_bytes([out[0], out[1]]).to_f32(), 1.0);
         let qs: Vec<i8> = out[4..8].iter().map(|&b| b as i8).collect();
         assert_eq!(qs, vec![127, 2, -4, 1]);
-        // s = d * Σq = 127 + 2 - 4 + 1
         assert_eq!(f16::from_le_bytes([out[2], out[3]]).to_f32(), 126.0);
-        quantize_q8_like_llama_cpp_x86(&x, false, &mut out);
+        // Q8_0 weights take Q8_0 activations: d, then the quants.
+        acts.quantize(GgmlType::Q8_0, &x, 1, 32);
+        let out = acts.quantized.row(0);
         assert_eq!(out.len(), 34);
-        assert_eq!(out[2] as i8, 127);
-        // All zeros: d = 0, quants 0.
-        quantize_q8_like_llama_cpp_x86(&[0.0; 32], false, &mut out);
-        assert!(out.iter().all(|&b| b == 0));
+        assert_eq!(out[3] as i8, 2);
     }
 
     #[test]
@@ -218,6 +208,8 @@ mod tests {
             dims: 4,
             freq_base: 10_000.0,
             freq_scale: 1.0,
+            freq_factors: None,
+            attn_factor: 1.0,
         };
         let mut cache = [0.0; 4];
         rope.angles(1, &mut cache);

@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::{Batch, Logits, Model, TokenId};
 
 /// How to compute perplexity.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PerplexityOptions {
     /// Tokens per chunk (`-c`).
     pub n_ctx: usize,
@@ -28,6 +28,8 @@ pub struct PerplexityOptions {
     pub max_chunks: Option<usize>,
     /// Token that replaces the first token of each chunk (the model's BOS when it adds one).
     pub bos: Option<TokenId>,
+    /// Threads the matmuls are split over (`None` or 1: the calling thread alone).
+    pub pool: Option<std::sync::Arc<tern_kernels::pool::ThreadPool>>,
 }
 
 /// The result of [`perplexity`].
@@ -82,6 +84,7 @@ pub fn perplexity(
 
     let mut kv = model.new_kv_cache_for(1, n_ctx, ubatch.max(max_rows));
     let mut scratch = model.new_scratch(ubatch.max(max_rows), n_ctx);
+    scratch.set_thread_pool(options.pool.clone());
     let mut logits = Logits::new(model.vocab_size(), max_rows);
     let mut batch = Batch::with_capacity(ubatch.max(max_rows));
     let mut chunk_tokens = Vec::with_capacity(n_ctx);

@@ -10,6 +10,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tern_kernels::pool::ThreadPool;
 use tern_sampler::{ConstrainedDecoder, Sampler, SamplingParams, StopMatcher, Vocabulary};
 use tern_tokenizer::Tokenizer;
 use tern_tokenizer::chat::{ChatTemplate, Message};
@@ -24,6 +25,9 @@ pub struct SessionOptions {
     pub context: usize,
     /// Most tokens per forward pass while feeding a prompt.
     pub ubatch: usize,
+    /// Threads the matmuls are split over (1: the calling thread alone; see
+    /// `tern_kernels::pool::default_threads` for the machine's physical cores).
+    pub threads: usize,
 }
 
 impl Default for SessionOptions {
@@ -31,6 +35,7 @@ impl Default for SessionOptions {
         SessionOptions {
             context: 4096,
             ubatch: 512,
+            threads: 1,
         }
     }
 }
@@ -126,9 +131,19 @@ impl Session {
             ))));
         }
         let ubatch = options.ubatch.min(options.context);
+        let mut scratch = model.new_scratch(ubatch, options.context);
+        if options.threads > 1 {
+            let pool = ThreadPool::try_new(options.threads).map_err(|e| {
+                Error::new(ErrorKind::InvalidInput(format!(
+                    "cannot start {} threads: {e}",
+                    options.threads
+                )))
+            })?;
+            scratch.set_thread_pool(Some(Arc::new(pool)));
+        }
         Ok(Session {
             kv: model.new_kv_cache_for(1, options.context, ubatch),
-            scratch: model.new_scratch(ubatch, options.context),
+            scratch,
             logits: Logits::new(model.vocab_size(), 1),
             batch: Batch::with_capacity(ubatch),
             tokens: Vec::with_capacity(options.context),
@@ -345,14 +360,23 @@ pub fn chat_prompt(
     tokenizer: &Tokenizer,
     messages: &[Message],
 ) -> Result<String> {
-    let text = template
-        .render(messages, true, &serde_json::Map::new())
-        .map_err(|e| {
-            Error::with_source(
-                ErrorKind::Tokenizer("cannot render the chat template".into()),
-                e,
-            )
-        })?;
+    chat_prompt_with(template, tokenizer, messages, &serde_json::Map::new())
+}
+
+/// [`chat_prompt`] with extra template variables (`enable_thinking` for Qwen3's
+/// thinking mode, ...), as Hugging Face's `apply_chat_template(**kwargs)` passes them.
+pub fn chat_prompt_with(
+    template: &ChatTemplate,
+    tokenizer: &Tokenizer,
+    messages: &[Message],
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String> {
+    let text = template.render(messages, true, variables).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Tokenizer("cannot render the chat template".into()),
+            e,
+        )
+    })?;
     if tokenizer.add_bos()
         && let Some(bos) = tokenizer.bos()
     {

@@ -40,6 +40,7 @@ fn perplexities(which: TestModel) -> Vec<(KvType, f64)> {
                 n_ctx: 256,
                 max_chunks: Some(2),
                 bos: tokenizer.add_bos().then(|| tokenizer.bos()).flatten(),
+                pool: None,
             };
             let report = perplexity(&model, &tokens, options, |_, _, _| {}).expect("ppl");
             (kv_type, report.ppl)
@@ -157,6 +158,7 @@ fn a_session_reuses_its_prefix_and_starts_over_when_the_ring_lost_it() {
     let options = SessionOptions {
         context: 1024,
         ubatch: 64,
+        threads: 1,
     };
     let fresh = |prompt: &[u32]| {
         let mut s = Session::new(Arc::clone(&model), Arc::clone(&tokenizer), options).unwrap();

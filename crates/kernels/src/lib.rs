@@ -10,7 +10,8 @@
 //! Layout: [`blocks`] (the block structs), [`quant`] (one module per format: the portable
 //! scalar reference, which is also the fallback on CPUs without SIMD), [`mod@matmul`] (the
 //! typed API, single- and multi-threaded), [`ops`] and [`mod@rope`], [`cpu`] (run-time CPU
-//! detection and the choice of [`KernelPath`]), [`arch`] (the per-path function tables
+//! detection and the choice of [`KernelPath`]), [`mod@attention`] (the exact inner loops
+//! of the engine's KV-cache attention), [`arch`] (the per-path function tables
 //! and the SIMD kernels, one module per ISA, chosen once per process; [`Kernels`] calls
 //! through one table, which is how tests compare every path with the scalar one).
 //!
@@ -18,6 +19,7 @@
 //! code: the block views in [`blocks`], the thread pool, and the SIMD kernels.
 
 pub mod arch;
+pub mod attention;
 pub mod blocks;
 pub mod cpu;
 pub mod error;

@@ -261,10 +261,19 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 fn panic_on_the_calling_thread_propagates() {
     let pool = ThreadPool::new(2);
     for _ in 0..20 {
+        // A worker holds its first chunk until the caller has one, so the caller surely
+        // runs a chunk (and panics) however the threads are scheduled (under qemu a
+        // worker could otherwise take every chunk before the caller claims any).
+        let caller_started = AtomicBool::new(false);
         let result = panic::catch_unwind(AssertUnwindSafe(|| {
             pool.for_each_chunk(100, 1, |range, thread_index| {
-                if thread_index == 0 && range.start < 50 {
+                if thread_index == 0 {
+                    caller_started.store(true, Ordering::Release);
                     panic!("caller chunk failed at {}", range.start);
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !caller_started.load(Ordering::Acquire) && Instant::now() < deadline {
+                    thread::sleep(Duration::from_micros(100));
                 }
             });
         }));

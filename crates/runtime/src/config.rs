@@ -45,7 +45,8 @@ pub struct RuntimeConfig {
     pub queue_capacity: usize,
     /// Models loaded at start-up, by name or alias.
     pub preload: Vec<String>,
-    /// Compute threads per forward pass (0: the engine's default).
+    /// Compute threads the forward passes are split over, shared by all models (0:
+    /// `TERN_THREADS` if set, else the physical cores this process may use).
     pub threads: usize,
     /// How long a load waits for memory that busy models hold before failing with
     /// `DoesNotFit` (a request's own timeout, when shorter, wins).

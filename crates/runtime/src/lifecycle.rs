@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use tern_engine::{Model, ModelOptions};
+use tern_kernels::pool::ThreadPool;
 use tern_sampler::Vocabulary;
 use tern_tokenizer::Tokenizer;
 use tern_tokenizer::chat::{ChatTemplate, Message};
@@ -38,6 +39,10 @@ pub(crate) struct Inner {
     pub changed: Notify,
     /// Loads run one at a time, so the resident memory a load adds can be measured.
     pub load_lock: Mutex<()>,
+    /// The compute threads every model's forward passes are split over (`None`: one
+    /// thread). One pool for the process, so two models serving at once take turns per
+    /// matmul instead of oversubscribing the cores.
+    pub pool: Option<Arc<ThreadPool>>,
 }
 
 #[derive(Debug)]
@@ -93,6 +98,10 @@ impl Phase {
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub shared: Arc<WorkerShared>,
+    /// The model the worker serves, for one-off passes beside its loop (embeddings).
+    /// Weak, so that the model's memory goes when its worker ends; a lease keeps the
+    /// worker running.
+    pub model: Weak<Model>,
     pub tokenizer: Arc<Tokenizer>,
     pub vocab: OnceLock<Arc<Vocabulary>>,
     pub model_vocab_size: usize,
@@ -325,7 +334,7 @@ fn model_thread(
         let _one_at_a_time = inner.load_lock.lock().unwrap_or_else(|e| e.into_inner());
         let rss_before = process_rss();
         let started = Instant::now();
-        let result = load(&config, capacity, counters);
+        let result = load(&config, capacity, counters, inner.pool.clone());
         let measured = match (rss_before, process_rss()) {
             (Some(before), Some(after)) => Some(after.saturating_sub(before)),
             _ => None,
@@ -347,6 +356,7 @@ fn model_thread(
     };
     let loaded = Arc::new(Loaded {
         shared: Arc::clone(&worker.shared),
+        model: Arc::downgrade(&worker.model),
         tokenizer: Arc::clone(&worker.tokenizer),
         vocab: OnceLock::new(),
         model_vocab_size: worker.model.vocab_size(),
@@ -422,6 +432,7 @@ fn load(
     config: &ModelEntry,
     capacity: usize,
     counters: Arc<Counters>,
+    pool: Option<Arc<ThreadPool>>,
 ) -> Result<(Worker, Arc<ChatInfo>), RuntimeError> {
     let options = ModelOptions {
         kv_type: config.kv_type.engine(),
@@ -457,6 +468,7 @@ fn load(
         config.batch_size,
         shared,
     );
+    worker.scratch.set_thread_pool(pool);
     worker.warm_up()?;
     Ok((worker, chat))
 }

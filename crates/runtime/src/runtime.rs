@@ -12,6 +12,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use tern_kernels::pool::{ThreadPool, default_threads};
 use tern_sampler::{ConstrainedDecoder, SamplingParams};
 use tern_tokenizer::chat::Message;
 use tokio::sync::mpsc;
@@ -24,6 +25,7 @@ use crate::config::{KeepAlive, RuntimeConfig};
 use crate::error::RuntimeError;
 use crate::estimate::{Footprint, RunShape, estimate_file};
 use crate::lifecycle::{ChatInfo, Entry, Inner, Lease, Loaded, Phase, State, reaper};
+use crate::pooling::mean_pool_normalize;
 use crate::scheduler::{Counters, Job};
 
 /// The model manager. Cheap to clone: clones share the same models.
@@ -84,6 +86,21 @@ impl Runtime {
             }
         };
         tracing::info!(budget, "memory budget {}", format_bytes(budget));
+        // 0: `TERN_THREADS` when set (as `tern run` reads it), else the physical cores.
+        let from_env = || std::env::var("TERN_THREADS").ok()?.trim().parse().ok();
+        let threads = match config.threads {
+            0 => from_env()
+                .filter(|&n: &usize| n > 0)
+                .unwrap_or_else(default_threads),
+            n => n,
+        };
+        let pool = match threads {
+            1 => None,
+            n => Some(Arc::new(ThreadPool::try_new(n).map_err(|e| {
+                RuntimeError::BadRequest(format!("cannot start {n} compute threads: {e}"))
+            })?)),
+        };
+        tracing::info!(threads, "compute threads");
         // Every footprint up front, one model at a time: reading a header builds its
         // whole vocabulary in memory for a moment, better before any model is loaded
         // than beside one. A file that cannot be read is reported when it is asked for.
@@ -127,6 +144,7 @@ impl Runtime {
             reaper_wake: Condvar::new(),
             changed: tokio::sync::Notify::new(),
             load_lock: Mutex::new(()),
+            pool,
             config,
         });
         {
@@ -535,13 +553,52 @@ impl Runtime {
         model: &str,
         inputs: Vec<String>,
     ) -> Result<Embeddings, RuntimeError> {
-        self.resolve(model)?;
+        let index = self.resolve(model)?;
         if inputs.is_empty() {
             return Err(RuntimeError::BadRequest("no input to embed".into()));
         }
-        Err(RuntimeError::Engine(
-            "embeddings need the final hidden states, which tern-engine's forward pass does not return yet".into(),
-        ))
+        let (loaded, lease) = self.acquire(index, None, None).await?;
+        let ctx = self.inner.config.models[index].ctx_size;
+        // Tokenized as llama-server tokenizes embedding inputs: special tokens added
+        // (BOS where the model wants it) and special-token text parsed.
+        let mut prompts = Vec::with_capacity(inputs.len());
+        for (i, text) in inputs.iter().enumerate() {
+            let tokens = loaded.tokenizer.encode(text, true, true);
+            if tokens.is_empty() {
+                return Err(RuntimeError::BadRequest(format!(
+                    "input {i} has no token to embed"
+                )));
+            }
+            if tokens.len() > ctx {
+                return Err(RuntimeError::PromptTooLong {
+                    tokens: tokens.len(),
+                    ctx,
+                });
+            }
+            prompts.push(tokens);
+        }
+        let pool = self.inner.pool.clone();
+        let run = move || {
+            let _lease = lease;
+            let model = loaded
+                .model
+                .upgrade()
+                .ok_or_else(|| RuntimeError::Engine("the model was unloaded".into()))?;
+            let width = model.config().embedding_length;
+            let mut vectors = Vec::with_capacity(prompts.len());
+            for tokens in &prompts {
+                let hidden = model.final_hidden_states(tokens, pool.clone())?;
+                vectors.push(mean_pool_normalize(&hidden, width));
+            }
+            let prompt_tokens = prompts.iter().map(Vec::len).sum();
+            Ok(Embeddings {
+                vectors,
+                prompt_tokens,
+            })
+        };
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| RuntimeError::Engine(format!("embedding task failed: {e}")))?
     }
 
     /// Unloads `model` as soon as no request uses it, and waits until its memory is

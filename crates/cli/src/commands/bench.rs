@@ -43,7 +43,8 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tern_engine::{Batch, KvCache, Logits, Model, ModelOptions, Scratch, TokenId};
 use tern_gguf::{Key, file_type_name};
-use tern_kernels::{cpu_info, kernel_path, pool::default_threads};
+use tern_kernels::pool::{ThreadPool, default_threads};
+use tern_kernels::{cpu_info, kernel_path};
 use tern_tokenizer::Tokenizer;
 
 use crate::cli::GlobalArgs;
@@ -219,13 +220,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     for test in &tests {
         contexts.push(context_size(test, args.ctx_size)?);
     }
-    if threads.iter().any(|&t| engine_threads(t) != t) {
-        output::say(
-            global,
-            "tern: note: the engine's forward pass runs on one thread for now; \
-             the `threads` column shows the threads actually used",
-        );
-    }
 
     let resolved = resolve_model(
         global,
@@ -281,8 +275,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             &tokenizer,
             prefix,
             &args.n_prompt,
-            args.repetitions,
-            args.ubatch,
+            super::bench_cache::RunSettings {
+                repetitions: args.repetitions,
+                ubatch: args.ubatch,
+                threads: engine_threads(threads[0]),
+            },
         )?,
         None => Vec::new(),
     };
@@ -316,14 +313,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Threads the forward pass runs on when `requested` are asked for.
-///
-/// `Model::forward` takes no thread pool and `ModelOptions` no thread count yet, so every
-/// pass runs on the calling thread; the bench reports that (`threads_used`) rather than
-/// labelling single-thread numbers with the requested count. This is the one place to
-/// pass `-t` through once the engine accepts it.
-fn engine_threads(_requested: usize) -> usize {
-    1
+/// Threads the forward pass runs on when `requested` are asked for: all of them (the
+/// matmuls are split over a pool of that many threads, the caller included).
+fn engine_threads(requested: usize) -> usize {
+    requested.max(1)
 }
 
 /// llama-bench's order: for each thread count, the prompt tests, then the generation
@@ -402,11 +395,17 @@ impl Runner<'_> {
         repetitions: usize,
         warmup: bool,
     ) -> anyhow::Result<(Vec<Duration>, u64)> {
-        let _threads = engine_threads(test.threads);
+        let threads = engine_threads(test.threads);
         let batch_tokens = test.n_prompt.clamp(1, self.ubatch);
+        let mut scratch = self.model.new_scratch(batch_tokens, n_ctx);
+        if threads > 1 {
+            let pool = ThreadPool::try_new(threads)
+                .with_context(|| format!("cannot start {threads} threads"))?;
+            scratch.set_thread_pool(Some(Arc::new(pool)));
+        }
         let mut buffers = Buffers {
             kv: self.model.new_kv_cache_for(1, n_ctx, batch_tokens),
-            scratch: self.model.new_scratch(batch_tokens, n_ctx),
+            scratch,
             logits: Logits::new(self.model.vocab_size(), 1),
             batch: Batch::with_capacity(batch_tokens),
         };

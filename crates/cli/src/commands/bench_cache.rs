@@ -34,6 +34,14 @@ pub struct PromptCacheReport {
     pub avg_warm_ms: f64,
 }
 
+/// How the sessions of the measurement run.
+#[derive(Clone, Copy, Debug)]
+pub struct RunSettings {
+    pub repetitions: usize,
+    pub ubatch: usize,
+    pub threads: usize,
+}
+
 /// Runs the prompt-cache measurement for each suffix length in `suffixes` (zeros
 /// skipped).
 pub fn measure(
@@ -42,9 +50,13 @@ pub fn measure(
     tokenizer: &Arc<Tokenizer>,
     prefix: usize,
     suffixes: &[usize],
-    repetitions: usize,
-    ubatch: usize,
+    settings: RunSettings,
 ) -> anyhow::Result<Vec<PromptCacheReport>> {
+    let RunSettings {
+        repetitions,
+        ubatch,
+        threads,
+    } = settings;
     if prefix == 0 {
         bail!("--prompt-cache 0: the shared prefix needs at least one token");
     }
@@ -62,7 +74,11 @@ pub fn measure(
     };
     for &suffix in suffixes.iter().filter(|&&p| p > 0) {
         let context = prefix + suffix;
-        let options = SessionOptions { context, ubatch };
+        let options = SessionOptions {
+            context,
+            ubatch,
+            threads,
+        };
         kv::check_memory(
             global,
             &model.kv_cache_spec(1, context, ubatch.min(context)),

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use tern_engine::FinishReason;
-use tern_engine::session::chat_prompt;
+use tern_engine::session::chat_prompt_with;
 use tern_tokenizer::chat::Message;
 
 use super::run::{SamplingArgs, load};
@@ -72,6 +72,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             .collect()
     };
     let mut messages = fresh();
+    let variables = args.sampling.template_variables();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
@@ -97,7 +98,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         messages.push(Message::user(text));
         let context = loaded.session.context_size();
         let render = |messages: &[Message]| -> anyhow::Result<Vec<u32>> {
-            let prompt = chat_prompt(&loaded.template, loaded.session.tokenizer(), messages)?;
+            let prompt = chat_prompt_with(
+                &loaded.template,
+                loaded.session.tokenizer(),
+                messages,
+                &variables,
+            )?;
             Ok(loaded.session.tokenize_prompt(&prompt))
         };
         let mut tokens = render(&messages)?;

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod inspect;
 pub mod models;
 pub mod perplexity;
+pub mod ps;
 pub mod pull;
 pub mod rm;
 pub mod run;
@@ -29,5 +30,6 @@ pub fn run(command: Command, global: &GlobalArgs) -> anyhow::Result<()> {
         Command::Tokenize(args) => tokenize::run(args, global),
         Command::Perplexity(args) => perplexity::run(args, global),
         Command::Serve(args) => serve::run(args, global),
+        Command::Ps(args) => ps::run(args, global),
     }
 }

@@ -6,11 +6,13 @@
 //! `--json`: [`Report`] (`ppl`, `chunks`, …).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Serialize;
 use tern_engine::{Model, ModelOptions, PerplexityOptions, perplexity};
+use tern_kernels::pool::{ThreadPool, default_threads};
 use tern_tokenizer::Tokenizer;
 
 use crate::cli::GlobalArgs;
@@ -43,7 +45,8 @@ pub struct Args {
     /// Type of the cached keys and values (compare with llama-perplexity's -ctk/-ctv)
     #[arg(long = "kv-type", value_name = "TYPE", default_value = "f16")]
     pub kv_type: KvTypeArg,
-    /// Threads (the engine runs on one thread until its thread pool lands)
+    /// Threads the forward pass is split over (default: the physical cores this process
+    /// may use)
     #[arg(short = 't', long, value_name = "N", env = "TERN_THREADS")]
     pub threads: Option<usize>,
 }
@@ -90,7 +93,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     // llama-perplexity: special tokens added (BOS), special-token text not parsed.
     let tokens = tokenizer.encode(&text, true, false);
+    let threads = args.threads.unwrap_or_else(default_threads);
+    let pool = match threads {
+        0 => bail!("--threads must be positive"),
+        1 => None,
+        n => Some(Arc::new(
+            ThreadPool::try_new(n).with_context(|| format!("cannot start {n} threads"))?,
+        )),
+    };
     let options = PerplexityOptions {
+        pool,
         n_ctx: args.ctx_size,
         max_chunks: args.chunks,
         bos: if tokenizer.add_bos() {

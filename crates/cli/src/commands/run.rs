@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tern_engine::session::{chat_prompt, sampler_vocabulary};
+use tern_engine::session::{chat_prompt_with, sampler_vocabulary};
 use tern_engine::{GenerateOptions, Model, ModelOptions, Session, SessionOptions};
+use tern_kernels::pool::default_threads;
 use tern_sampler::{ConstrainedDecoder, Constraint, SamplingParams};
 use tern_tokenizer::Tokenizer;
 use tern_tokenizer::chat::{ChatTemplate, Message};
@@ -92,13 +93,26 @@ pub struct SamplingArgs {
     /// Stop before this text (repeatable)
     #[arg(long, value_name = "TEXT")]
     pub stop: Vec<String>,
-    /// Threads for the forward pass (the engine runs on one thread until its thread pool
-    /// lands; accepted for compatibility)
+    /// Thinking mode of chat templates that have one (Qwen3's `enable_thinking`): true or
+    /// false (default: the template's own, thinking on for Qwen3)
+    #[arg(long, value_name = "BOOL")]
+    pub enable_thinking: Option<bool>,
+    /// Threads the forward pass is split over (default: the physical cores this process
+    /// may use)
     #[arg(short = 't', long, value_name = "N", env = "TERN_THREADS")]
     pub threads: Option<usize>,
 }
 
 impl SamplingArgs {
+    /// Extra variables for the chat template.
+    pub fn template_variables(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut variables = serde_json::Map::new();
+        if let Some(on) = self.enable_thinking {
+            variables.insert("enable_thinking".into(), on.into());
+        }
+        variables
+    }
+
     /// The sampler parameters.
     pub fn params(&self) -> SamplingParams {
         SamplingParams {
@@ -150,10 +164,9 @@ pub fn load(
         Tokenizer::from_gguf(meta).with_context(|| format!("tokenizer of {}", resolved.display))?;
     let template = ChatTemplate::from_gguf(meta, &tokenizer)
         .with_context(|| format!("chat template of {}", resolved.display))?;
-    if let Some(threads) = sampling.threads
-        && threads > 1
-    {
-        tracing::info!(threads, "the engine runs on one thread for now");
+    let threads = sampling.threads.unwrap_or_else(default_threads);
+    if threads == 0 {
+        bail!("--threads must be positive");
     }
     let trained = engine.config().context_length.max(1);
     let context = sampling.ctx_size.unwrap_or(trained.min(4096));
@@ -172,6 +185,7 @@ pub fn load(
     }
     let options = SessionOptions {
         context,
+        threads,
         ..SessionOptions::default()
     };
     kv::check_memory(
@@ -244,7 +258,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 messages
             }
         };
-        chat_prompt(&loaded.template, loaded.session.tokenizer(), &messages)?
+        let variables = args.sampling.template_variables();
+        chat_prompt_with(
+            &loaded.template,
+            loaded.session.tokenizer(),
+            &messages,
+            &variables,
+        )?
     };
     let prompt_tokens = loaded.session.tokenize_prompt(&prompt_text);
     let mut options = args.sampling.generate_options();

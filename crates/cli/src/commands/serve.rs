@@ -65,8 +65,9 @@ pub struct Args {
     /// Config file (TOML): models, budget, and a [server] table (see docs/SERVER.md)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Compute threads per forward pass (default: the engine's choice)
-    #[arg(long, value_name = "N")]
+    /// Compute threads the forward passes are split over, shared by all models
+    /// (default: the physical cores this process may use)
+    #[arg(short = 't', long, value_name = "N", env = "TERN_THREADS")]
     pub threads: Option<usize>,
     /// Requests per minute per API key (token bucket; default: unlimited)
     #[arg(long, value_name = "N")]

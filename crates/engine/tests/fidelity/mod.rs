@@ -315,6 +315,7 @@ pub fn perplexity_prefix(fixture: &Fixture, ctx: usize, chunks: usize) -> (f64, 
         n_ctx: ctx,
         max_chunks: Some(chunks),
         bos,
+        pool: None,
     };
     let report = perplexity(&fixture.model, &tokens, options, |_, _, _| {}).expect("perplexity");
     (report.ppl, reference)

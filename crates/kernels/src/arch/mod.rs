@@ -85,6 +85,8 @@ pub(crate) struct Table {
     pub quantize_q8_k: QuantizeFn,
     /// The elementwise ops.
     pub ops: OpTable,
+    /// The KV-cache attention loops.
+    pub attention: crate::attention::AttentionTable,
     /// Optional extensions this table uses beyond its path's features (for logs).
     pub extras: fn() -> &'static str,
 }
@@ -101,6 +103,7 @@ static SCALAR: Table = Table {
     quantize_q8_1: crate::quant::scalar_quantize_q8_1,
     quantize_q8_k: crate::quant::scalar_quantize_q8_k,
     ops: crate::ops::SCALAR_OPS,
+    attention: crate::attention::SCALAR_ATTENTION,
     extras: no_extras,
 };
 

@@ -36,6 +36,16 @@ pub(super) const OPEN: usize = 1 << (usize::BITS - 1);
 /// which shares its core with the one it waits for gives the core up soon.
 const PAUSE_PHASE: Duration = Duration::from_micros(20);
 
+// STORE_THEN_LOAD: the sleep hand-shakes (`publish` / `wait_for_work`, `leave` /
+// `wait_for_workers`) are Dekker-style — a thread writes its flag,
+// then reads the other thread's — and are correct only if that write and read are not
+// reordered. Sequentially consistent stores and loads promise that, but an Arm
+// `stlr`/`ldar` pair run by qemu-user on an x86 host becomes a plain store and load,
+// which x86 may reorder: the caller then slept while the last worker, not seeing it
+// asleep, never woke it (a hang of `ops_after_workers_fell_asleep` under qemu). The
+// writing side therefore uses a read-modify-write (`swap`), a full fence on every
+// architecture and emulator, and it is on the sleep path only.
+
 /// How many spin iterations pass between two reads of the clock while spinning.
 const SPINS_PER_CLOCK_READ: u32 = 64;
 
@@ -168,7 +178,8 @@ impl Shared {
         self.state.0.store(OPEN, Ordering::Release);
         // SeqCst pairs with a sleeping worker's SeqCst count and generation check:
         // either it sees the new generation and does not wait, or we see it counted.
-        self.generation.0.store(job.generation, Ordering::SeqCst);
+        // A read-modify-write, not a store: see `STORE_THEN_LOAD`.
+        self.generation.0.swap(job.generation, Ordering::SeqCst);
         if self.sleeping_workers.load(Ordering::SeqCst) == 0 {
             return false;
         }
@@ -295,7 +306,8 @@ impl Shared {
             return false;
         }
         let mut guard = lock(&self.done_lock);
-        self.caller_sleeping.store(true, Ordering::SeqCst);
+        // A read-modify-write, not a store: see `STORE_THEN_LOAD`.
+        self.caller_sleeping.swap(true, Ordering::SeqCst);
         while !all_left() {
             guard = self
                 .op_done

@@ -24,6 +24,8 @@ pub fn runtime(models: Vec<ModelEntry>, budget: Option<u64>) -> Runtime {
     let config = RuntimeConfig {
         models,
         memory_budget: budget.map(tern_runtime::Budget::Bytes),
+        // Model tests run one at a time on one thread each (see docs/TESTING.md).
+        threads: 1,
         ..RuntimeConfig::default()
     };
     Runtime::new(config).expect("runtime")

@@ -18,11 +18,13 @@
 //!
 //! Modules: [`simd`] (the dot product, f16 conversions, loads), [`quantize`] (activation
 //! quantizers), [`dot32`] (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), [`dotk`] (Q4_K, Q5_K, Q6_K),
-//! [`float`] (F32, F16), [`ops`] (RMSNorm, softmax, SiLU, f16 helpers). The quantized
+//! [`float`] (F32, F16), [`ops`] (RMSNorm, softmax, SiLU, f16 helpers), [`attention`]
+//! (the KV-cache attention loops). The quantized
 //! formats also have a matrix-vector kernel that takes weight rows in pairs (one load of
 //! each activation block for two rows); the batched prompt matmul has no NEON kernel
 //! yet and runs these per token over cache-sized tiles of rows.
 
+mod attention;
 mod dot32;
 mod dotk;
 mod float;
@@ -100,6 +102,8 @@ macro_rules! path_kernels {
             dot32::matvec::<Q5_1, $dot>(w, rb, a, out));
         entry!($features; fn matvec_q8_0(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dot32::matvec::<Q8_0, $dot>(w, rb, a, out));
+        entry!($features; fn dot_q4_k_batched(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::rows_q4_k::<$dot, 1, true>([as_blocks(w)], as_blocks(a))[0]);
         entry!($features; fn matvec_q4_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dotk::matvec::<Q4K, $dot>(w, rb, a, out));
         entry!($features; fn matvec_q5_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
@@ -126,6 +130,9 @@ macro_rules! path_kernels {
             };
             k.dot = dot;
             k.matvec = matvec;
+            if ty == GgmlType::Q4_K {
+                k.grouped_dot = Some(dot_q4_k_batched);
+            }
             Some(k)
         }
     };
@@ -171,7 +178,30 @@ pub(crate) mod common {
     entry!("neon"; fn vec_scale_f16(y: &mut [f16], v: f32) => ops::vec_scale_f16(y, v));
     entry!("neon"; fn f32_to_f16(src: &[f32], dst: &mut [f16]) => ops::f32_to_f16(src, dst));
     entry!("neon"; fn f16_to_f32(src: &[f16], dst: &mut [f32]) => ops::f16_to_f32(src, dst));
+
+    entry!("neon"; fn attention_scores_f32(q: &[f32], k: &[f16], ks: usize, n: usize, scale: f32, out: &mut [f32]) =>
+        super::attention::scores_f32(q, k, ks, n, scale, out));
+    entry!("neon"; fn attention_accumulate_f32(acc: &mut [f32], v: &[f16], vs: usize, w: &[f32]) =>
+        super::attention::accumulate_f32(acc, v, vs, w));
+    entry!("neon"; fn attention_scores_f16(q: &[f16], k: &[f16], ks: usize, n: usize, scale: f32, out: &mut [f32]) =>
+        super::attention::scores_f16(q, k, ks, n, scale, out));
+    entry!("neon"; fn attention_accumulate_f16(acc: &mut [f16], v: &[f16], vs: usize, w: &[f32], r: &[f32]) =>
+        super::attention::accumulate_f16(acc, v, vs, w, r));
+    entry!("neon"; fn attention_accumulate_q8_0(acc: &mut [f32], v: &[u8], vs: usize, w: &[f32], r: &[f32]) =>
+        super::attention::accumulate_quantized::<super::attention::Q8Values>(acc, v, vs, w, r));
+    entry!("neon"; fn attention_accumulate_q4_0(acc: &mut [f32], v: &[u8], vs: usize, w: &[f32], r: &[f32]) =>
+        super::attention::accumulate_quantized::<super::attention::Q4Values>(acc, v, vs, w, r));
 }
+
+/// The attention kernels of both paths (baseline NEON).
+static ATTENTION: crate::attention::AttentionTable = crate::attention::AttentionTable {
+    scores_f32: common::attention_scores_f32,
+    accumulate_f32: common::attention_accumulate_f32,
+    scores_f16: common::attention_scores_f16,
+    accumulate_f16: common::attention_accumulate_f16,
+    accumulate_q8_0: common::attention_accumulate_q8_0,
+    accumulate_q4_0: common::attention_accumulate_q4_0,
+};
 
 /// The elementwise ops of both paths. GELU goes through ggml's f16 table, which is
 /// already a lookup per value: the scalar version is the NEON one.
@@ -202,6 +232,7 @@ static NEON_DOTPROD: Table = Table {
     quantize_q8_1: common::quantize_q8_1,
     quantize_q8_k: common::quantize_q8_k,
     ops: OPS,
+    attention: ATTENTION,
     extras: no_extras,
 };
 
@@ -212,6 +243,7 @@ static NEON: Table = Table {
     quantize_q8_1: common::quantize_q8_1,
     quantize_q8_k: common::quantize_q8_k,
     ops: OPS,
+    attention: ATTENTION,
     extras: no_extras,
 };
 

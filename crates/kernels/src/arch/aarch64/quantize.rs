@@ -2,12 +2,11 @@
 //! aarch64 paths (they need no dotprod). They give exactly the bytes of the scalar
 //! reference in [`crate::quant`]:
 //!
-//! - Q8_0 / Q8_1 as ggml's `quantize_row_q8_0_ref` / `_q8_1_ref`: `amax` over the block,
-//!   `d = amax / 127`, the values times `1 / d`, rounded to nearest with ties away from
-//!   zero — which is exactly what `fcvtas` does, so no emulation of C `roundf` is
-//!   needed; Q8_1 adds `s = d * Σq`. llama.cpp's own NEON quantizers
-//!   (ggml-cpu/arch/arm/quants.c `quantize_row_q8_0`) round ties to even (`fcvtns`);
-//!   tern keeps its scalar reference's rounding on every path so that the paths agree.
+//! - Q8_0 / Q8_1 as llama.cpp's x86 CPU backend quantizes activations, which is what
+//!   tern does on every path (`crate::quant::scalar_quantize_q8_0`, the goldens' build):
+//!   `amax` over the block, `d = amax / 127`, the values times `127 / amax`, rounded to
+//!   nearest with ties to even (`fcvtns`); Q8_1 adds `s = d * Σq`. (llama.cpp's own NEON
+//!   quantizers, ggml-cpu/arch/arm/quants.c `quantize_row_q8_0`, multiply by `1 / d`.)
 //! - Q8_K as ggml's `quantize_row_q8_K_ref` (which llama.cpp's Arm backend calls too):
 //!   the signed value of largest magnitude (the first on ties) gives
 //!   `iscale = -127 / max`, `q = nearest_int(iscale * x)` capped at 127 (ties to even:
@@ -55,13 +54,13 @@ unsafe fn narrow_16(v: [int32x4_t; 4]) -> int8x16_t {
     }
 }
 
-/// The 32 quants of one Q8_0/Q8_1 block: `round(v * id)`, ties away from zero,
-/// saturated to i8 as Rust's `as i8` does. Returns the two 16-byte halves.
+/// The 32 quants of one Q8_0/Q8_1 block: `round(v * id)`, ties to even, saturated to
+/// i8 as Rust's `as i8` does. Returns the two 16-byte halves.
 #[inline(always)]
 unsafe fn quants_32(v: &[float32x4_t; 8], id: f32) -> [int8x16_t; 2] {
     // SAFETY: register operations only.
     unsafe {
-        let q: [int32x4_t; 8] = std::array::from_fn(|j| vcvtaq_s32_f32(vmulq_n_f32(v[j], id)));
+        let q: [int32x4_t; 8] = std::array::from_fn(|j| vcvtnq_s32_f32(vmulq_n_f32(v[j], id)));
         [
             narrow_16([q[0], q[1], q[2], q[3]]),
             narrow_16([q[4], q[5], q[6], q[7]]),
@@ -84,7 +83,7 @@ pub(crate) unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
             let v = load_32(x);
             let amax = abs_max(&v);
             let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             block.d = F16Le::from_f32(d);
             let [low, high] = quants_32(&v, id);
             vst1q_s8(block.qs.as_mut_ptr(), low);
@@ -107,7 +106,7 @@ pub(crate) unsafe fn quantize_q8_1(x: &[f32], out: &mut [u8]) {
             let v = load_32(x);
             let amax = abs_max(&v);
             let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             block.d = F16Le::from_f32(d);
             let [low, high] = quants_32(&v, id);
             vst1q_s8(block.qs.as_mut_ptr(), low);
