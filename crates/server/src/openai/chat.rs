@@ -162,15 +162,13 @@ impl Frames for ChatFrames {
                 let mut frames =
                     vec![self.chunk(json!({}), Value::Null, Value::from(finish_reason.as_str()))];
                 if self.include_usage {
-                    frames.push(sse_json(&json!({
-                        "id": self.id,
-                        "object": "chat.completion.chunk",
-                        "created": self.created,
-                        "model": self.model,
-                        "system_fingerprint": super::fingerprint(),
-                        "choices": [],
-                        "usage": usage_json(&usage),
-                    })));
+                    frames.push(super::usage_frame(
+                        &self.id,
+                        "chat.completion.chunk",
+                        self.created,
+                        &self.model,
+                        &usage,
+                    ));
                 }
                 frames
             }
@@ -179,6 +177,6 @@ impl Frames for ChatFrames {
     }
 
     fn end(&mut self) -> Vec<Bytes> {
-        vec![Bytes::from_static(b"data: [DONE]\n\n")]
+        super::done_frame()
     }
 }

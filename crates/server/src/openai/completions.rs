@@ -177,15 +177,13 @@ impl Frames for CompletionFrames {
                 let mut frames =
                     vec![self.chunk("", Value::Null, Value::from(finish_reason.as_str()))];
                 if self.include_usage {
-                    frames.push(sse_json(&json!({
-                        "id": self.id,
-                        "object": "text_completion",
-                        "created": self.created,
-                        "model": self.model,
-                        "system_fingerprint": super::fingerprint(),
-                        "choices": [],
-                        "usage": usage_json(&usage),
-                    })));
+                    frames.push(super::usage_frame(
+                        &self.id,
+                        "text_completion",
+                        self.created,
+                        &self.model,
+                        &usage,
+                    ));
                 }
                 frames
             }
@@ -194,6 +192,6 @@ impl Frames for CompletionFrames {
     }
 
     fn end(&mut self) -> Vec<Bytes> {
-        vec![Bytes::from_static(b"data: [DONE]\n\n")]
+        super::done_frame()
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tern_runtime::Usage;
@@ -21,6 +22,7 @@ use crate::extract::Json;
 use crate::generation::unix_seconds;
 use crate::model_files::FileFacts;
 use crate::state::AppState;
+use crate::stream::sse_json;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,6 +37,31 @@ pub fn routes() -> Router<AppState> {
 /// builds apart.
 pub(crate) fn fingerprint() -> String {
     format!("tern-{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The last streamed chunk when `stream_options.include_usage` asks for it: no choices,
+/// the request's token counts. `object` is the stream's chunk type.
+pub(crate) fn usage_frame(
+    id: &str,
+    object: &str,
+    created: u64,
+    model: &str,
+    usage: &Usage,
+) -> Bytes {
+    sse_json(&json!({
+        "id": id,
+        "object": object,
+        "created": created,
+        "model": model,
+        "system_fingerprint": fingerprint(),
+        "choices": [],
+        "usage": usage_json(usage),
+    }))
+}
+
+/// OpenAI's end of a stream.
+pub(crate) fn done_frame() -> Vec<Bytes> {
+    vec![Bytes::from_static(b"data: [DONE]\n\n")]
 }
 
 pub(crate) fn usage_json(usage: &Usage) -> Value {
