@@ -132,15 +132,13 @@ impl Session {
         }
         let ubatch = options.ubatch.min(options.context);
         let mut scratch = model.new_scratch(ubatch, options.context);
-        if options.threads > 1 {
-            let pool = ThreadPool::try_new(options.threads).map_err(|e| {
-                Error::new(ErrorKind::InvalidInput(format!(
-                    "cannot start {} threads: {e}",
-                    options.threads
-                )))
-            })?;
-            scratch.set_thread_pool(Some(Arc::new(pool)));
-        }
+        let pool = ThreadPool::shared(options.threads).map_err(|e| {
+            Error::new(ErrorKind::InvalidInput(format!(
+                "cannot start {} threads: {e}",
+                options.threads
+            )))
+        })?;
+        scratch.set_thread_pool(pool);
         Ok(Session {
             kv: model.new_kv_cache_for(1, options.context, ubatch),
             scratch,

@@ -261,6 +261,15 @@ impl ThreadPool {
         })
     }
 
+    /// A pool of `n_threads` to share between the users of one thread budget, or `None`
+    /// for one thread (or zero): work then runs on the calling thread with no pool.
+    pub fn shared(n_threads: usize) -> std::io::Result<Option<Arc<ThreadPool>>> {
+        match n_threads {
+            0 | 1 => Ok(None),
+            n => Self::try_new(n).map(|pool| Some(Arc::new(pool))),
+        }
+    }
+
     /// Creates a pool with explicit [`PoolOptions`].
     pub fn with_options(options: PoolOptions) -> std::io::Result<Self> {
         let n_threads = options.n_threads.max(1);

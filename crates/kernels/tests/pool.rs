@@ -499,3 +499,12 @@ fn pool_can_be_shared_between_threads() {
         .unwrap();
     check_coverage(&pool, 777, 1);
 }
+
+#[test]
+fn shared_pool_is_none_for_one_thread() {
+    assert!(ThreadPool::shared(0).unwrap().is_none());
+    assert!(ThreadPool::shared(1).unwrap().is_none());
+    let pool = ThreadPool::shared(2).unwrap().expect("a pool for two threads");
+    assert_eq!(pool.n_threads(), 2);
+    check_coverage(&pool, 100, 1);
+}

@@ -94,12 +94,9 @@ impl Runtime {
                 .unwrap_or_else(default_threads),
             n => n,
         };
-        let pool = match threads {
-            1 => None,
-            n => Some(Arc::new(ThreadPool::try_new(n).map_err(|e| {
-                RuntimeError::BadRequest(format!("cannot start {n} compute threads: {e}"))
-            })?)),
-        };
+        let pool = ThreadPool::shared(threads).map_err(|e| {
+            RuntimeError::BadRequest(format!("cannot start {threads} compute threads: {e}"))
+        })?;
         tracing::info!(threads, "compute threads");
         // Every footprint up front, one model at a time: reading a header builds its
         // whole vocabulary in memory for a moment, better before any model is loaded

@@ -398,11 +398,10 @@ impl Runner<'_> {
         let threads = engine_threads(test.threads);
         let batch_tokens = test.n_prompt.clamp(1, self.ubatch);
         let mut scratch = self.model.new_scratch(batch_tokens, n_ctx);
-        if threads > 1 {
-            let pool = ThreadPool::try_new(threads)
-                .with_context(|| format!("cannot start {threads} threads"))?;
-            scratch.set_thread_pool(Some(Arc::new(pool)));
-        }
+        scratch.set_thread_pool(
+            ThreadPool::shared(threads)
+                .with_context(|| format!("cannot start {threads} threads"))?,
+        );
         let mut buffers = Buffers {
             kv: self.model.new_kv_cache_for(1, n_ctx, batch_tokens),
             scratch,

@@ -6,7 +6,6 @@
 //! `--json`: [`Report`] (`ppl`, `chunks`, …).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -94,13 +93,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     // llama-perplexity: special tokens added (BOS), special-token text not parsed.
     let tokens = tokenizer.encode(&text, true, false);
     let threads = args.threads.unwrap_or_else(default_threads);
-    let pool = match threads {
-        0 => bail!("--threads must be positive"),
-        1 => None,
-        n => Some(Arc::new(
-            ThreadPool::try_new(n).with_context(|| format!("cannot start {n} threads"))?,
-        )),
-    };
+    if threads == 0 {
+        bail!("--threads must be positive");
+    }
+    let pool =
+        ThreadPool::shared(threads).with_context(|| format!("cannot start {threads} threads"))?;
     let options = PerplexityOptions {
         pool,
         n_ctx: args.ctx_size,
