@@ -504,7 +504,9 @@ fn pool_can_be_shared_between_threads() {
 fn shared_pool_is_none_for_one_thread() {
     assert!(ThreadPool::shared(0).unwrap().is_none());
     assert!(ThreadPool::shared(1).unwrap().is_none());
-    let pool = ThreadPool::shared(2).unwrap().expect("a pool for two threads");
+    let pool = ThreadPool::shared(2)
+        .unwrap()
+        .expect("a pool for two threads");
     assert_eq!(pool.n_threads(), 2);
     check_coverage(&pool, 100, 1);
 }
