@@ -164,6 +164,26 @@ class Models(unittest.TestCase):
         self.assertIn(MODEL, ids)
 
 
+class Embeddings(unittest.TestCase):
+    def test_vectors_are_unit_length_and_tell_texts_apart(self):
+        texts = ["The cat sat on the mat.", "A cat was sitting on the mat.", "def f(x): return x * 2"]
+        answer = client().embeddings.create(model=MODEL, input=texts)
+        self.assertEqual([d.index for d in answer.data], [0, 1, 2])
+        vectors = [d.embedding for d in answer.data]
+        self.assertTrue(all(len(v) == len(vectors[0]) > 0 for v in vectors))
+        for v in vectors:
+            self.assertAlmostEqual(sum(x * x for x in v), 1.0, places=4)
+        cosine = lambda a, b: sum(x * y for x, y in zip(a, b))
+        # Two paraphrases are closer to each other than either is to code.
+        self.assertGreater(cosine(vectors[0], vectors[1]), cosine(vectors[0], vectors[2]))
+        self.assertGreater(answer.usage.prompt_tokens, 0)
+
+    def test_base64_encoding(self):
+        answer = client().embeddings.create(model=MODEL, input="hello", encoding_format="base64")
+        self.assertEqual(len(answer.data), 1)
+        self.assertTrue(answer.data[0].embedding)
+
+
 class Errors(unittest.TestCase):
     def test_wrong_key_is_401(self):
         with self.assertRaises(openai.AuthenticationError) as caught:

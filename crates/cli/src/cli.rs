@@ -58,6 +58,8 @@ pub enum Command {
     Perplexity(commands::perplexity::Args),
     /// Serve models over HTTP (OpenAI- and Ollama-compatible APIs)
     Serve(commands::serve::Args),
+    /// Show the models a running server holds, with their usage statistics
+    Ps(commands::ps::Args),
     /// Measure prompt and generation speed, load time and memory (as llama-bench does)
     Bench(commands::bench::Args),
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod exit;
+mod kv;
 mod logging;
 mod model;
 mod output;

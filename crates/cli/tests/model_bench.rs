@@ -28,6 +28,20 @@ struct Report {
     rss_file_bytes: Option<u64>,
     rss_anon_bytes: Option<u64>,
     tests: Vec<TestReport>,
+    prompt_cache: Vec<PromptCacheReport>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PromptCacheReport {
+    prefix_tokens: usize,
+    suffix_tokens: usize,
+    cold_ms: Vec<f64>,
+    warm_ms: Vec<f64>,
+    warm_tokens_computed: usize,
+    avg_cold_ms: f64,
+    avg_warm_ms: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +56,7 @@ struct TestReport {
     n_ubatch: usize,
     type_k: String,
     type_v: String,
+    kv_bytes: u64,
     warmup: bool,
     samples_ns: Vec<u64>,
     samples_ts: Vec<f64>,
@@ -104,6 +119,8 @@ fn json_reports_both_tests_by_llama_bench_rules() {
         // Context = prompt + generated, F16 cache, warm-up on, one thread asked and used.
         assert_eq!(test.n_ctx, p + n);
         assert_eq!((test.type_k.as_str(), test.type_v.as_str()), ("f16", "f16"));
+        // 30 layers × 192 values × 2 bytes × keys and values, per position.
+        assert_eq!(test.kv_bytes, (p + n) as u64 * 30 * 192 * 2 * 2);
         assert!(test.warmup);
         assert_eq!(test.n_ubatch, 512);
         assert_eq!((test.n_threads, test.threads_used), (1, 1));
@@ -206,10 +223,7 @@ fn bad_arguments_are_named() {
             &["-p", "8", "-n", "4", "-c", "6"],
             "--ctx-size 6 is too small for test pp8",
         ),
-        (
-            &["-p", "8", "--kv-type", "q8_0"],
-            "F16 keys and values only",
-        ),
+        (&["-p", "8", "--kv-type", "q5_1"], "invalid value 'q5_1'"),
         (&["-p", "8", "-r", "0"], "-r 0"),
     ];
     for (args, message) in cases {
@@ -217,4 +231,43 @@ fn bad_arguments_are_named() {
         assert_ne!(code, 0, "{args:?} should fail");
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn quantized_kv_types_shrink_the_cache() {
+    let report = bench_json(&["-p", "64", "-n", "0", "-r", "1", "--kv-type", "q8_0"]);
+    let test = &report.tests[0];
+    assert_eq!(
+        (test.type_k.as_str(), test.type_v.as_str()),
+        ("q8_0", "q8_0")
+    );
+    // 192 values = 6 blocks of 34 bytes.
+    assert_eq!(test.kv_bytes, 64 * 30 * 6 * 34 * 2);
+    let report = bench_json(&["-p", "64", "-n", "0", "-r", "1", "--kv-type", "q4_0"]);
+    assert_eq!(report.tests[0].kv_bytes, 64 * 30 * 6 * 18 * 2);
+}
+
+#[test]
+fn the_prompt_cache_computes_only_the_new_tokens() {
+    let report = bench_json(&["-p", "8", "-n", "0", "-r", "2", "--prompt-cache", "192"]);
+    let cache = &report.prompt_cache;
+    assert_eq!(cache.len(), 1, "{report:?}");
+    let c = &cache[0];
+    assert_eq!((c.prefix_tokens, c.suffix_tokens), (192, 8));
+    assert_eq!(c.warm_tokens_computed, 8);
+    assert_eq!((c.cold_ms.len(), c.warm_ms.len()), (2, 2));
+    // 8 tokens instead of 200: a wide margin even on a busy machine.
+    assert!(
+        c.avg_warm_ms * 2.0 < c.avg_cold_ms,
+        "warm {} ms, cold {} ms",
+        c.avg_warm_ms,
+        c.avg_cold_ms
+    );
+    let (code, stdout, stderr) = bench(&["-p", "8", "-n", "0", "-r", "1", "--prompt-cache", "64"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("prompt cache: 64 + 8 tokens: first token after"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("KV cache: "), "{stdout}");
 }

@@ -165,6 +165,32 @@ fn openai_python_client_and_ollama_requests_against_tern_serve() {
     assert!(ran >= 18, "only {ran} Python tests ran:\n{report}");
     eprintln!("{report}");
 
+    // `tern ps` reads /api/ps: the model is loaded and its statistics count the
+    // requests the Python tests made.
+    let (code, stdout, stderr) =
+        run(tern(home.path()).args(["ps", "--json", "--url", &url, "--api-key", KEY]));
+    assert_eq!(code, 0, "{stderr}");
+    let ps: serde_json::Value = serde_json::from_str(&stdout).expect("ps JSON");
+    let model = &ps["models"][0];
+    assert_eq!(model["name"], "smollm2-135m-instruct-q4_1", "{stdout}");
+    let stats = &model["stats"];
+    assert!(stats["requests"].as_u64() >= Some(10), "{stdout}");
+    assert!(stats["tokens_out"].as_u64() > Some(0), "{stdout}");
+    assert_eq!(stats["loads"], 1, "{stdout}");
+    assert!(stats["load_time_ms"].as_u64().is_some(), "{stdout}");
+    assert!(stats["last_used"].as_str().is_some(), "{stdout}");
+    let (code, table, stderr) =
+        run(tern(home.path()).args(["ps", "--url", &url, "--api-key", KEY]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("smollm2-135m-instruct-q4_1"), "{table}");
+    // Without the key the server refuses, and `tern ps` says so.
+    let (code, _, stderr) = run(tern(home.path())
+        .args(["ps", "--url", &url])
+        .env_remove("TERN_API_KEY"));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("401"), "{stderr}");
+
     // SIGTERM: a graceful stop, exit 0.
     stop(&mut server);
 }

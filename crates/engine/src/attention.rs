@@ -42,6 +42,8 @@ use tern_kernels::Kernels;
 use tern_kernels::attention::QUERY_TILE;
 use tern_kernels::pool::ThreadPool;
 
+use crate::kv_cache::{Rotation, hadamard};
+
 /// The batch size from which ggml uses the tiled F32 path (`GGML_FA_TILE_Q`).
 pub const TILED_MIN_TOKENS: usize = 64;
 
@@ -116,6 +118,8 @@ pub struct Scratch {
     acc_f32: Vec<f32>,
     /// One head of Q as Q8_0 blocks (quantized caches).
     query_q8: Vec<u8>,
+    /// One head of Q, rotated (quantized caches).
+    query_f32: Vec<f32>,
 }
 
 impl Scratch {
@@ -130,6 +134,7 @@ impl Scratch {
             acc_f16: vec![f16::ZERO; head_dim],
             acc_f32: vec![0.0; head_dim],
             query_q8: vec![0; q8_0_bytes(head_dim.next_multiple_of(32))],
+            query_f32: vec![0.0; head_dim],
         }
     }
 
@@ -210,6 +215,9 @@ pub struct Cached<'a> {
     /// Positions the rows hold: position `j` is row `j % positions` (a ring for a
     /// sliding-window layer, the whole context otherwise).
     pub positions: usize,
+    /// The Walsh–Hadamard rotation the stored keys and values went through (quantized
+    /// caches): queries get the keys' one, the output the values' one back.
+    pub rotation: Rotation,
 }
 
 /// The tokens of a batch as attention sees them.
@@ -448,7 +456,8 @@ fn online_softmax(scores: &[f32], weights: &mut [f32], rescale: &mut [f32]) -> f
         }
         *w = weight;
         *r = max_scale;
-        sum = sum * max_scale + weight;
+        // `S = S*ms + vs`, which GCC contracts to one fused multiply-add in ggml.
+        sum = sum.mul_add(max_scale, weight);
     }
     sum
 }
@@ -540,10 +549,13 @@ fn attend_head_quantized(
     let first = shape.first(pos);
     let n = pos + 1 - first;
     let query_q8 = &mut scratch.query_q8[..q8_0_bytes(hd)];
+    let rotated = &mut scratch.query_f32[..hd];
+    rotated.copy_from_slice(q);
+    hadamard(rotated, cached.rotation.keys);
     // The cache was made for this head size, so the row lengths agree: a failure
     // here is a bug, shown as NaN outputs rather than a panic.
     if kernels
-        .quantize_activation_row(GgmlType::Q8_0, q, query_q8)
+        .quantize_activation_row(GgmlType::Q8_0, rotated, query_q8)
         .is_err()
     {
         out.fill(f32::NAN);
@@ -590,6 +602,7 @@ fn attend_head_quantized(
     for (o, a) in out.iter_mut().zip(acc.iter()) {
         *o = a * inv;
     }
+    hadamard(out, cached.rotation.values);
 }
 
 #[cfg(test)]

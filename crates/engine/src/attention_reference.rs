@@ -8,6 +8,7 @@ use tern_gguf::GgmlType;
 use tern_kernels::Kernels;
 
 use super::{Arithmetic, Cached, KvRows, Shape};
+use crate::kv_cache::hadamard;
 
 /// The buffers of the reference, allocated per call (tests only).
 pub(super) struct Buffers {
@@ -17,6 +18,7 @@ pub(super) struct Buffers {
     acc_f32: Vec<f32>,
     query_q8: Vec<u8>,
     value_f32: Vec<f32>,
+    query_f32: Vec<f32>,
 }
 
 impl Buffers {
@@ -28,6 +30,7 @@ impl Buffers {
             acc_f32: vec![0.0; head_dim],
             query_q8: vec![0; q8_0_bytes(head_dim.next_multiple_of(32))],
             value_f32: vec![0.0; head_dim],
+            query_f32: vec![0.0; head_dim],
         }
     }
 }
@@ -117,7 +120,8 @@ pub(super) fn attend(
                     }
                     // ggml_vec_mad_f16: one fused multiply-add, then F16.
                     tern_kernels::vec_mad_f16(acc, value(j), weight);
-                    sum = sum * max_scale + weight;
+                    // `S = S*ms + vs`, which GCC contracts to one fused multiply-add in ggml.
+                    sum = sum.mul_add(max_scale, weight);
                 }
                 let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
                 for (o, a) in o.iter_mut().zip(acc.iter()) {
@@ -163,7 +167,9 @@ fn attend_quantized(
     let query_q8 = &mut scratch.query_q8[..q8_0_bytes(hd)];
     let value = &mut scratch.value_f32[..hd];
     for h in 0..shape.head_count {
-        let q = &query[h * hd..(h + 1) * hd];
+        let q = &mut scratch.query_f32[..hd];
+        q.copy_from_slice(&query[h * hd..(h + 1) * hd]);
+        hadamard(q, cached.rotation.keys);
         let o = &mut out[h * hd..(h + 1) * hd];
         // The cache was made for this head size, so the row lengths agree: a failure
         // here is a bug, shown as NaN outputs rather than a panic.
@@ -203,12 +209,14 @@ fn attend_quantized(
             for (a, v) in acc.iter_mut().zip(value.iter()) {
                 *a += v * weight;
             }
-            sum = sum * max_scale + weight;
+            // `S = S*ms + vs`, which GCC contracts to one fused multiply-add in ggml.
+            sum = sum.mul_add(max_scale, weight);
         }
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
         for (o, a) in o.iter_mut().zip(acc.iter()) {
             *o = a * inv;
         }
+        hadamard(o, cached.rotation.values);
     }
 }
 

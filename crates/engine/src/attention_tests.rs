@@ -12,6 +12,7 @@ use tern_kernels::pool::ThreadPool;
 
 use super::reference::{self, Buffers};
 use super::*;
+use crate::kv_cache::{KvType, Rotation};
 
 /// The attention of one token at `pos` through [`attend_batch`].
 fn attend(
@@ -107,6 +108,7 @@ fn check(window: Option<usize>, arithmetic: Arithmetic, tolerance: f32) {
                 keys: KvRows::F16(&k),
                 values: KvRows::F16(&v),
                 positions: len,
+                rotation: Rotation::default(),
             },
             pos,
             &mut scratch,
@@ -153,6 +155,7 @@ fn f16_path_rounds_the_accumulator() {
             keys: KvRows::F16(&k),
             values: KvRows::F16(&v),
             positions: 1,
+            rotation: Rotation::default(),
         },
         0,
         &mut scratch,
@@ -195,6 +198,7 @@ fn a_ring_of_the_window_gives_identical_results() {
             keys: KvRows::F16(k),
             values: KvRows::F16(v),
             positions,
+            rotation: Rotation::default(),
         };
         attend(
             &shape,
@@ -250,6 +254,7 @@ fn quantized_cache_is_softmax_attention_within_its_rounding() {
             keys: rows(&kq),
             values: rows(&vq),
             positions: len,
+            rotation: Rotation::default(),
         };
         let mut scratch = Scratch::new(32, len);
         let mut out = vec![0.0; 128];
@@ -355,11 +360,22 @@ impl Layer {
                 keys: KvRows::F16(&self.keys[s]),
                 values: KvRows::F16(&self.values[s]),
                 positions: self.ring,
+                rotation: Rotation::default(),
             },
-            Some(_) => Cached {
+            Some(ty) => Cached {
                 keys: rows(&self.qkeys[s]),
                 values: rows(&self.qvalues[s]),
                 positions: self.ring,
+                // As the cache rotates quantized heads (the rows stored here are not
+                // rotated, which does not matter when comparing two implementations).
+                rotation: Rotation::for_cache(
+                    if ty == GgmlType::Q8_0 {
+                        KvType::Q8_0
+                    } else {
+                        KvType::Q4_0
+                    },
+                    self.head_dim,
+                ),
             },
         }
     }

@@ -19,17 +19,26 @@ pub enum Architecture {
     Llama,
     /// Gemma 3: QK-norm, post-norms, GELU, sliding-window layers.
     Gemma3,
+    /// Qwen2 / Qwen2.5: llama's graph with NeoX RoPE and Q/K/V biases.
+    Qwen2,
+    /// Qwen3: QK-norm, no Q/K/V biases, NeoX RoPE.
+    Qwen3,
+    /// Phi-3 / Phi-4-mini: fused QKV and gate/up tensors, partial rotary, LongRoPE.
+    Phi3,
 }
 
 impl Architecture {
     /// The `general.architecture` values the engine runs.
-    pub const SUPPORTED: [&'static str; 2] = ["llama", "gemma3"];
+    pub const SUPPORTED: [&'static str; 5] = ["llama", "gemma3", "qwen2", "qwen3", "phi3"];
 
     /// The architecture named `name` in `general.architecture`.
     pub fn from_name(name: &str) -> Result<Self> {
         match name {
             "llama" => Ok(Architecture::Llama),
             "gemma3" => Ok(Architecture::Gemma3),
+            "qwen2" => Ok(Architecture::Qwen2),
+            "qwen3" => Ok(Architecture::Qwen3),
+            "phi3" => Ok(Architecture::Phi3),
             other => Err(Error::new(ErrorKind::UnsupportedArchitecture(
                 other.to_string(),
             ))),
@@ -41,6 +50,9 @@ impl Architecture {
         match self {
             Architecture::Llama => "llama",
             Architecture::Gemma3 => "gemma3",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Qwen3 => "qwen3",
+            Architecture::Phi3 => "phi3",
         }
     }
 }
@@ -114,6 +126,19 @@ pub struct ModelConfig {
     pub post_norms: bool,
     /// `cap * tanh(logits / cap)` on the output logits.
     pub final_logit_softcap: Option<f32>,
+    /// Multiplies RoPE's cos and sin (`rope.scaling.attn_factor`: LongRoPE's attention
+    /// scaling, which the phi3 converter writes; 1 elsewhere).
+    pub rope_attn_factor: f32,
+    /// The context the RoPE frequencies were trained for
+    /// (`rope.scaling.original_context_length`, else `context_length`): LongRoPE
+    /// models use their long factors when the configured context exceeds it.
+    pub rope_original_context: usize,
+    /// `ffn_up` holds the gate and up projections one after the other, `2 *
+    /// feed_forward_length` rows, and there is no `ffn_gate` (phi3).
+    pub fused_gate_up: bool,
+    /// The file stores Q, K and V as one `attn_qkv` matrix (set when the weights are
+    /// found: llama.cpp accepts either form).
+    pub fused_qkv: bool,
     pub layers: Vec<LayerConfig>,
 }
 
@@ -204,9 +229,16 @@ impl ModelConfig {
         } else {
             1.0 / rope_scale_factor
         };
-        if let Some(kind) = m.string(Key::RopeScalingType)?
-            && kind != "none"
-            && kind != "linear"
+        // llama.cpp's scaling types (`LLAMA_ROPE_SCALING_TYPES`): with "longrope" the
+        // factors come from tensors; "none" turns the scale off. YaRN is not run yet.
+        let scaling_type = m.string(Key::RopeScalingType)?;
+        let rope_freq_scale = if scaling_type.as_deref() == Some("none") {
+            1.0
+        } else {
+            rope_freq_scale
+        };
+        if let Some(kind) = scaling_type
+            && !matches!(kind.as_str(), "none" | "linear" | "longrope")
         {
             return Err(invalid(
                 arch,
@@ -253,6 +285,13 @@ impl ModelConfig {
             qk_norm: false,
             post_norms: false,
             final_logit_softcap: None,
+            rope_attn_factor: m.f32(Key::RopeScalingAttnFactor)?.unwrap_or(1.0),
+            rope_original_context: m
+                .usize(Key::RopeScalingOriginalContextLength)?
+                .filter(|&n| n != 0)
+                .unwrap_or(context_length),
+            fused_gate_up: false,
+            fused_qkv: false,
             layers: vec![global; block_count],
         };
 
@@ -270,6 +309,31 @@ impl ModelConfig {
                 }
             }
             Architecture::Gemma3 => gemma3(&m, &mut config)?,
+            Architecture::Qwen2 | Architecture::Qwen3 => {
+                // `src/models/qwen2.cpp`, `qwen3.cpp`: NeoX RoPE over whole heads; qwen3
+                // adds RMSNorm of each Q and K head. Q/K/V biases are found by the weights
+                // table (present in Qwen2 files, absent in Qwen3 ones).
+                config.rope_layout = RopeLayout::Neox;
+                config.qk_norm = architecture == Architecture::Qwen3;
+                if rope_dimension_count != key_length {
+                    return Err(invalid(
+                        arch,
+                        Key::RopeDimensionCount,
+                        &format!(
+                            "{arch} rotates whole heads ({key_length}), not {rope_dimension_count}"
+                        ),
+                    ));
+                }
+            }
+            Architecture::Phi3 => {
+                // `src/models/phi3.cpp`: NeoX RoPE over `rope.dimension_count` dimensions
+                // (partial rotary), Q scaled by 1/sqrt(head) before attention, gate and
+                // up fused in `ffn_up`. llama.cpp turns a phi3 sliding window off
+                // ("Phi SWA is currently disabled"), so every layer stays global here.
+                config.rope_layout = RopeLayout::Neox;
+                config.attention_scale = AttentionScale::Query(1.0 / (key_length as f32).sqrt());
+                config.fused_gate_up = true;
+            }
         }
         Ok(config)
     }
@@ -505,6 +569,82 @@ mod tests {
         let meta = with(gemma3_270m(), Key::AttentionSlidingWindowPattern, pattern);
         let c = ModelConfig::from_metadata(&meta).unwrap();
         assert!(c.layers[0].sliding_window.is_none() && c.layers[5].sliding_window.is_some());
+    }
+
+    fn small(arch: &str, extra: &[(Key, Value)]) -> Metadata {
+        let mut entries = vec![
+            (Key::ContextLength, Value::U32(8192)),
+            (Key::EmbeddingLength, Value::U32(256)),
+            (Key::BlockCount, Value::U32(2)),
+            (Key::FeedForwardLength, Value::U32(512)),
+            (Key::AttentionHeadCount, Value::U32(4)),
+            (Key::AttentionHeadCountKv, Value::U32(2)),
+            (Key::AttentionLayerNormRmsEpsilon, Value::F32(1e-6)),
+            (Key::VocabSize, Value::U32(1000)),
+        ];
+        entries.extend_from_slice(extra);
+        meta(arch, &entries)
+    }
+
+    #[test]
+    fn qwen_configs() {
+        let c = ModelConfig::from_metadata(&small("qwen2", &[])).unwrap();
+        assert_eq!(c.architecture, Architecture::Qwen2);
+        assert_eq!(c.rope_layout, RopeLayout::Neox);
+        assert!(!c.qk_norm && !c.fused_gate_up);
+        assert_eq!(c.attention_scale, AttentionScale::Scores(0.125));
+        let c = ModelConfig::from_metadata(&small("qwen3", &[])).unwrap();
+        assert_eq!(c.architecture, Architecture::Qwen3);
+        assert!(c.qk_norm && c.rope_layout == RopeLayout::Neox);
+        // Qwen rotates whole heads, as llama.cpp asserts.
+        let partial = small("qwen3", &[(Key::RopeDimensionCount, Value::U32(32))]);
+        let err = ModelConfig::from_metadata(&partial).unwrap_err();
+        assert!(
+            err.to_string().contains("qwen3.rope.dimension_count"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn phi3_config() {
+        let c = ModelConfig::from_metadata(&small(
+            "phi3",
+            &[
+                (Key::RopeDimensionCount, Value::U32(48)),
+                (Key::RopeScalingOriginalContextLength, Value::U32(2048)),
+                (Key::RopeScalingAttnFactor, Value::F32(1.09)),
+                (Key::AttentionSlidingWindow, Value::U32(32)),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(c.architecture, Architecture::Phi3);
+        assert_eq!(c.rope_dimension_count, 48);
+        assert_eq!(c.rope_layout, RopeLayout::Neox);
+        assert_eq!(c.attention_scale, AttentionScale::Query(0.125));
+        assert!(c.fused_gate_up);
+        assert_eq!((c.rope_original_context, c.rope_attn_factor), (2048, 1.09));
+        assert!(c.layers.iter().all(|l| l.sliding_window.is_none()));
+        // Without the key, the original context is the trained one.
+        let c = ModelConfig::from_metadata(&small("phi3", &[])).unwrap();
+        assert_eq!((c.rope_original_context, c.rope_attn_factor), (8192, 1.0));
+    }
+
+    #[test]
+    fn rope_scaling_types() {
+        let with_type = |t: &str| {
+            ModelConfig::from_metadata(&small(
+                "llama",
+                &[
+                    (Key::RopeScalingType, Value::String(t.into())),
+                    (Key::RopeScalingFactor, Value::F32(4.0)),
+                ],
+            ))
+        };
+        assert_eq!(with_type("linear").unwrap().layers[0].rope_freq_scale, 0.25);
+        assert_eq!(with_type("none").unwrap().layers[0].rope_freq_scale, 1.0);
+        assert!(with_type("longrope").is_ok());
+        let err = with_type("yarn").unwrap_err();
+        assert!(err.to_string().contains("llama.rope.scaling.type"), "{err}");
     }
 
     #[test]

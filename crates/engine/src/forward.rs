@@ -11,6 +11,7 @@ use crate::attention::{self, Arithmetic};
 use crate::config::AttentionScale;
 use crate::error::{Error, ErrorKind, Result};
 use crate::logits::OutputKind;
+use crate::weights::{LayerWeights, QkvWeights};
 use crate::{Batch, KvCache, Logits, Model, Scratch, ops};
 
 impl Model {
@@ -45,6 +46,8 @@ impl Model {
         let hd = c.key_length;
         let eps = c.norm_eps;
         let arithmetic = Arithmetic::for_batch(n);
+        // Llama 3 / LongRoPE divisors; LongRoPE's choice depends on the context size.
+        let rope_factors = self.weights.rope_factors(c, kv.capacity());
 
         // Token embeddings. Shape: (n, d).
         for (t, &token) in batch.tokens().iter().enumerate() {
@@ -77,28 +80,7 @@ impl Model {
             );
             dump(s.dumper.as_mut(), "attn_norm", layer, &s.xb, rows, d);
 
-            s.acts.quantize(lw.wq.ty, &s.xb[..rows * d], rows, d);
-            ops::matmul(
-                &lw.wq,
-                &self.file,
-                &mut s.acts,
-                &s.xb[..rows * d],
-                &mut s.q[..rows * q_dim],
-            );
-            ops::matmul(
-                &lw.wk,
-                &self.file,
-                &mut s.acts,
-                &s.xb[..rows * d],
-                &mut s.k[..rows * kv_dim],
-            );
-            ops::matmul(
-                &lw.wv,
-                &self.file,
-                &mut s.acts,
-                &s.xb[..rows * d],
-                &mut s.v[..rows * kv_dim],
-            );
+            self.project_qkv(lw, s, rows);
 
             if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
                 // RMSNorm of every head (rows of `hd` values).
@@ -112,6 +94,8 @@ impl Model {
                 dims: c.rope_dimension_count,
                 freq_base: lc.rope_freq_base,
                 freq_scale: lc.rope_freq_scale,
+                freq_factors: rope_factors,
+                attn_factor: c.rope_attn_factor,
             };
             for t in 0..rows {
                 rope.angles(batch.positions()[t], &mut s.rope_cache);
@@ -153,7 +137,14 @@ impl Model {
                 cached: &cached,
             };
             let pool = s.acts.pool().map(|p| &**p);
-            attention::attend_batch(&shape, arithmetic, tokens, &s.attention, pool, &mut s.attn);
+            attention::attend_batch(
+                &shape,
+                arithmetic,
+                tokens,
+                &s.attention,
+                pool,
+                &mut s.attn[..],
+            );
             dump(s.dumper.as_mut(), "kqv_out", layer, &s.attn, rows, q_dim);
 
             s.acts
@@ -190,27 +181,7 @@ impl Model {
                 eps,
             );
             dump(s.dumper.as_mut(), "ffn_norm", layer, &s.xb, rows, d);
-            s.acts.quantize(lw.gate.ty, &s.xb[..rows * d], rows, d);
-            ops::matmul(
-                &lw.gate,
-                &self.file,
-                &mut s.acts,
-                &s.xb[..rows * d],
-                &mut s.gate[..rows * ff],
-            );
-            ops::matmul(
-                &lw.up,
-                &self.file,
-                &mut s.acts,
-                &s.xb[..rows * d],
-                &mut s.up[..rows * ff],
-            );
-            let (gate, up, hidden) = (
-                &s.gate[..rows * ff],
-                &s.up[..rows * ff],
-                &mut s.hidden[..rows * ff],
-            );
-            ops::gated_activation(c.activation, gate, up, hidden);
+            self.gated_ffn(lw, s, rows);
             dump(s.dumper.as_mut(), "ffn_act", layer, &s.hidden, rows, ff);
             s.acts
                 .quantize(lw.down.ty, &s.hidden[..rows * ff], rows, ff);
@@ -248,6 +219,9 @@ impl Model {
             s.acts.quantize(w.output.ty, &s.xb[..rows * d], rows, d);
             let out = logits.rows_mut(rows);
             ops::matmul(&w.output, &self.file, &mut s.acts, &s.xb[..rows * d], out);
+            if let Some(bias) = &w.output_bias {
+                ops::add_bias_rows(out, bias);
+            }
             if let Some(cap) = c.final_logit_softcap {
                 // ggml: scale(1/cap), tanh, scale(cap).
                 out.iter_mut()
@@ -263,6 +237,80 @@ impl Model {
             );
         }
         Ok(())
+    }
+
+    /// Q, K and V of `rows` normed rows (`s.xb`) into `s.q`, `s.k`, `s.v`, biases added
+    /// (llama.cpp `build_qkv`). A fused matrix writes rows of Q|K|V that are split here.
+    fn project_qkv(&self, lw: &LayerWeights, s: &mut Scratch, rows: usize) {
+        let c = &self.config;
+        let (d, q_dim, kv_dim) = (c.embedding_length, c.q_dim(), c.kv_dim());
+        let x = &s.xb[..rows * d];
+        match &lw.qkv {
+            QkvWeights::Separate { q, k, v } => {
+                s.acts.quantize(q.ty, x, rows, d);
+                let file = &self.file;
+                ops::matmul(q, file, &mut s.acts, x, &mut s.q[..rows * q_dim]);
+                ops::matmul(k, file, &mut s.acts, x, &mut s.k[..rows * kv_dim]);
+                ops::matmul(v, file, &mut s.acts, x, &mut s.v[..rows * kv_dim]);
+            }
+            QkvWeights::Fused(w) => {
+                let width = q_dim + 2 * kv_dim;
+                // `matmul` reuses quantized rows of the right shape: quantize this
+                // input explicitly, never trust what an earlier step left.
+                s.acts.quantize(w.ty, x, rows, d);
+                ops::matmul(w, &self.file, &mut s.acts, x, &mut s.qkv[..rows * width]);
+                for t in 0..rows {
+                    let row = &s.qkv[t * width..(t + 1) * width];
+                    s.q[t * q_dim..(t + 1) * q_dim].copy_from_slice(&row[..q_dim]);
+                    s.k[t * kv_dim..(t + 1) * kv_dim].copy_from_slice(&row[q_dim..q_dim + kv_dim]);
+                    s.v[t * kv_dim..(t + 1) * kv_dim].copy_from_slice(&row[q_dim + kv_dim..]);
+                }
+            }
+        }
+        if let Some(bias) = &lw.qkv_bias {
+            ops::add_bias_rows(&mut s.q[..rows * q_dim], &bias.q);
+            ops::add_bias_rows(&mut s.k[..rows * kv_dim], &bias.k);
+            ops::add_bias_rows(&mut s.v[..rows * kv_dim], &bias.v);
+        }
+    }
+
+    /// `s.hidden = act(gate · xb) * (up · xb)` for `rows` rows (llama.cpp `build_ffn`:
+    /// parallel gate, or phi3's fused `ffn_up` whose first half of each row is the gate,
+    /// `ggml_swiglu` on the whole row).
+    fn gated_ffn(&self, lw: &LayerWeights, s: &mut Scratch, rows: usize) {
+        let c = &self.config;
+        let (d, ff) = (c.embedding_length, c.feed_forward_length);
+        let x = &s.xb[..rows * d];
+        match &lw.gate {
+            Some(gate) => {
+                s.acts.quantize(gate.ty, x, rows, d);
+                ops::matmul(gate, &self.file, &mut s.acts, x, &mut s.gate[..rows * ff]);
+                ops::matmul(&lw.up, &self.file, &mut s.acts, x, &mut s.up[..rows * ff]);
+                let (gate, up, hidden) = (
+                    &s.gate[..rows * ff],
+                    &s.up[..rows * ff],
+                    &mut s.hidden[..rows * ff],
+                );
+                ops::gated_activation(c.activation, gate, up, hidden);
+            }
+            None => {
+                // `s.gate` holds 2 * ff values per row when the config fuses them.
+                s.acts.quantize(lw.up.ty, x, rows, d);
+                ops::matmul(
+                    &lw.up,
+                    &self.file,
+                    &mut s.acts,
+                    x,
+                    &mut s.gate[..rows * 2 * ff],
+                );
+                for t in 0..rows {
+                    let row = &s.gate[t * 2 * ff..(t + 1) * 2 * ff];
+                    let (gate, up) = row.split_at(ff);
+                    let hidden = &mut s.hidden[t * ff..(t + 1) * ff];
+                    ops::gated_activation(c.activation, gate, up, hidden);
+                }
+            }
+        }
     }
 
     fn check_buffers(

@@ -4,7 +4,12 @@
 //! default (`--cache-type-k f16`), or Q8_0 / Q4_0 blocks, quantized row by row as
 //! llama.cpp's CPU backend writes them (`ggml_compute_forward_set_rows`: the type's
 //! `from_float`, i.e. the run-time Q8_0 quantizer and ggml's reference Q4_0 one). Each
-//! sequence has its own slot; a server gives each request a slot, and the slot
+//! sequence has its own slot. Before a quantized cache stores them, keys (with the
+//! queries) and values are rotated by a Walsh–Hadamard transform, as llama.cpp does for
+//! quantized caches (`llama_kv_cache`: `attn_rot_k` / `attn_rot_v`, on when the head
+//! size is a multiple of 64): the rotation spreads outliers over a block, so 4- and 8-bit
+//! blocks lose less, and being orthonormal it leaves K·Q unchanged; attention rotates its
+//! output back ([`hadamard`]). A server gives each request a slot, and the slot
 //! operations below — clear, truncate, copy a prefix — are what continuous batching and
 //! prefix caching need.
 //!
@@ -29,6 +34,7 @@ use tern_gguf::GgmlType;
 
 use crate::Batch;
 use crate::attention::{Cached, KvRows};
+use crate::buffer::AnonBuffer;
 use crate::config::ModelConfig;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -208,6 +214,57 @@ pub struct KvCache {
     ring: Option<usize>,
     /// The largest sliding window.
     window: usize,
+    /// Walsh–Hadamard block sizes of keys and values (0: not rotated).
+    rotation: Rotation,
+    /// A rotated row before it is quantized.
+    rotated: Vec<f32>,
+}
+
+/// Walsh–Hadamard block sizes of a quantized cache's keys and values (0: none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rotation {
+    pub keys: usize,
+    pub values: usize,
+}
+
+impl Rotation {
+    /// llama.cpp's choice (`llama_kv_cache::build_input_k_rot` / `_v_rot`): for a
+    /// quantized type and heads of a multiple of 64 values, keys in blocks of the largest
+    /// power of two dividing the head size, values in blocks of 64.
+    pub fn for_cache(kv_type: KvType, head_dim: usize) -> Rotation {
+        if kv_type == KvType::F16 || head_dim == 0 || !head_dim.is_multiple_of(64) {
+            return Rotation::default();
+        }
+        Rotation {
+            keys: 1 << head_dim.trailing_zeros(),
+            values: 64,
+        }
+    }
+}
+
+/// The orthonormal Walsh–Hadamard transform (Sylvester order) of each block of `n`
+/// values of `x`, in place: ggml's `ggml_compute_forward_fwht` (scale by `1/sqrt(n)`
+/// first, then the butterflies). Its own inverse. `n` is a power of two dividing
+/// `x.len()`; `n == 0` leaves `x` as it is.
+pub fn hadamard(x: &mut [f32], n: usize) {
+    if n < 2 {
+        return;
+    }
+    let scale = 1.0 / (n as f32).sqrt();
+    for block in x.chunks_exact_mut(n) {
+        block.iter_mut().for_each(|v| *v *= scale);
+        let mut len = 1;
+        while len < n {
+            for i in (0..n).step_by(2 * len) {
+                for j in i..i + len {
+                    let (u, v) = (block[j], block[j + len]);
+                    block[j] = u + v;
+                    block[j + len] = u - v;
+                }
+            }
+            len *= 2;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -224,17 +281,19 @@ struct LayerCache {
     values: Storage,
 }
 
+/// Each layer's keys or values in their own anonymous mapping ([`AnonBuffer`]), so a
+/// dropped cache gives its pages back to the system at once.
 #[derive(Debug)]
 enum Storage {
-    F16(Vec<f16>),
-    Quantized(Vec<u8>),
+    F16(AnonBuffer<f16>),
+    Quantized(AnonBuffer<u8>),
 }
 
 impl Storage {
     fn new(kv_type: KvType, len: usize) -> Self {
         match kv_type {
-            KvType::F16 => Storage::F16(vec![f16::ZERO; len]),
-            _ => Storage::Quantized(vec![0; len]),
+            KvType::F16 => Storage::F16(AnonBuffer::zeroed(len)),
+            _ => Storage::Quantized(AnonBuffer::zeroed(len)),
         }
     }
 
@@ -304,9 +363,13 @@ impl KvCache {
             .filter_map(|l| l.window)
             .max()
             .unwrap_or(0);
+        let head_dim = spec.layers.iter().map(|l| l.head_dim).max().unwrap_or(0);
+        let widest = spec.layers.iter().map(|l| l.kv_dim).max().unwrap_or(0);
         KvCache {
             lens: vec![0; spec.n_seq],
             oldest: vec![0; spec.n_seq],
+            rotation: Rotation::for_cache(spec.kv_type, head_dim),
+            rotated: vec![0.0; widest],
             spec,
             layers,
             ring,
@@ -512,8 +575,13 @@ impl KvCache {
                 v[range].convert_from_f32_slice(value);
             }
             (Storage::Quantized(k), Storage::Quantized(v)) => {
-                quantize(kv_type, key, &mut k[range.clone()]);
-                quantize(kv_type, value, &mut v[range]);
+                let rotated = &mut self.rotated[..key.len()];
+                rotated.copy_from_slice(key);
+                hadamard(rotated, self.rotation.keys);
+                quantize(kv_type, rotated, &mut k[range.clone()]);
+                rotated.copy_from_slice(value);
+                hadamard(rotated, self.rotation.values);
+                quantize(kv_type, rotated, &mut v[range]);
             }
             _ => unreachable!("keys and values share one storage type"),
         }
@@ -540,6 +608,7 @@ impl KvCache {
             keys: rows(&l.keys),
             values: rows(&l.values),
             positions: l.positions,
+            rotation: self.rotation,
         }
     }
 

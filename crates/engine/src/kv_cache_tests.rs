@@ -216,3 +216,32 @@ fn type_names_are_llama_cpp_s() {
     assert_eq!(KvType::Q4_0.row_bytes(64), 36);
     assert_eq!(KvType::F16.row_bytes(64), 128);
 }
+
+#[test]
+fn hadamard_is_sylvester_orthonormal_and_its_own_inverse() {
+    // H4 = [[1,1,1,1],[1,-1,1,-1],[1,1,-1,-1],[1,-1,-1,1]] / 2.
+    let mut x = [1.0, 2.0, 3.0, 4.0];
+    hadamard(&mut x, 4);
+    assert_eq!(x, [5.0, -1.0, -2.0, 0.0]);
+    let a: Vec<f32> = (0..256).map(|i| (i as f32 * 0.71).sin()).collect();
+    let b: Vec<f32> = (0..256).map(|i| (i as f32 * 0.13).cos()).collect();
+    let (mut ra, mut rb) = (a.clone(), b.clone());
+    hadamard(&mut ra, 256);
+    hadamard(&mut rb, 256);
+    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+    assert!((dot(&a, &b) - dot(&ra, &rb)).abs() < 1e-3);
+    hadamard(&mut ra, 256);
+    for (p, q) in a.iter().zip(&ra) {
+        assert!((p - q).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn rotation_follows_llama_cpp() {
+    assert_eq!(Rotation::for_cache(KvType::F16, 64), Rotation::default());
+    let r = |keys, values| Rotation { keys, values };
+    assert_eq!(Rotation::for_cache(KvType::Q8_0, 64), r(64, 64));
+    assert_eq!(Rotation::for_cache(KvType::Q4_0, 256), r(256, 64));
+    assert_eq!(Rotation::for_cache(KvType::Q8_0, 192), r(64, 64));
+    assert_eq!(Rotation::for_cache(KvType::Q8_0, 96), Rotation::default());
+}

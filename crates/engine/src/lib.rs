@@ -14,6 +14,7 @@
 
 pub mod attention;
 mod batch;
+mod buffer;
 pub mod config;
 pub mod dump;
 mod error;
@@ -33,7 +34,7 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use kv_cache::{KvCache, KvCacheSpec, KvLayerSpec, KvType};
 pub use logits::{Logits, OutputKind};
-pub use model::{Model, ModelOptions};
+pub use model::{Model, ModelOptions, Mutation};
 pub use perplexity::{PerplexityOptions, PerplexityReport, perplexity};
 pub use scratch::Scratch;
 pub use session::{FinishReason, GenerateOptions, Generation, Session, SessionOptions};

@@ -4,6 +4,8 @@
 //! The caller owns it and sizes it once (a 262,144-token vocabulary makes a row 1 MiB),
 //! so the forward pass writes into memory that already exists.
 
+use crate::buffer::AnonBuffer;
+
 /// What a forward pass writes into a [`Logits`] buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputKind {
@@ -22,7 +24,7 @@ pub struct Logits {
     vocab_size: usize,
     max_rows: usize,
     /// Shape: (n_rows, vocab_size), the first `n_rows` rows valid.
-    data: Vec<f32>,
+    data: AnonBuffer<f32>,
     /// The batch index of each valid row.
     batch_index: Vec<usize>,
 }
@@ -34,7 +36,7 @@ impl Logits {
             kind: OutputKind::Logits,
             vocab_size,
             max_rows,
-            data: vec![0.0; vocab_size * max_rows],
+            data: AnonBuffer::zeroed(vocab_size * max_rows),
             batch_index: Vec::with_capacity(max_rows),
         }
     }

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use tern_gguf::GgufFile;
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, RopeLayout};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kv_cache::{KvCache, KvCacheSpec, KvType};
 use crate::scratch::Scratch;
-use crate::weights::Weights;
+use crate::weights::{QkvWeights, Weights};
 
 /// How to load a model.
 #[derive(Clone, Debug)]
@@ -64,8 +64,12 @@ impl Model {
 
     /// A model from a parsed file (`path` is only reported).
     pub fn from_file(file: GgufFile, path: &Path) -> Result<Model> {
-        let config = ModelConfig::from_metadata(file.metadata())?;
+        let mut config = ModelConfig::from_metadata(file.metadata())?;
         let weights = Weights::load(&file, &config)?;
+        config.fused_qkv = weights
+            .layers
+            .iter()
+            .any(|l| matches!(l.qkv, QkvWeights::Fused(_)));
         tracing::debug!(
             model = %path.display(),
             arch = config.architecture.name(),
@@ -150,5 +154,83 @@ impl Model {
     /// type); sliding-window layers stop growing at their window.
     pub fn kv_bytes_per_position(&self) -> usize {
         2 * self.kv_type.row_bytes(self.config.kv_dim()) * self.config.block_count
+    }
+}
+
+/// A deliberate deviation from what the file says. Fidelity tests apply one and check
+/// that their comparison with llama.cpp then fails: proof that they would catch that
+/// mistake. Not for anything but tests.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Pair RoPE dimensions the other way (NeoX instead of normal and back).
+    SwapRopeLayout,
+    /// Leave out the RMSNorm of the Q and K heads.
+    SkipQkNorm,
+    /// RoPE base 10000 instead of the file's (1e6 when the file says 10000).
+    WrongRopeBase,
+    /// Leave out the Q, K and V biases.
+    SkipQkvBias,
+    /// LongRoPE's short factors where the long ones apply, and the other way round.
+    SwapLongRopeFactors,
+    /// Leave out the `rope_freqs` divisors (Llama 3 scaling).
+    DropRopeFreqs,
+}
+
+impl Model {
+    /// Applies `mutation` to this model (see [`Mutation`]); an error when the model has
+    /// nothing it changes (no QK-norm to skip, ...), so a test cannot pass vacuously.
+    #[doc(hidden)]
+    pub fn mutate(&mut self, mutation: Mutation) -> Result<()> {
+        let not_applicable = |what: &str| {
+            Err(Error::new(ErrorKind::InvalidInput(format!(
+                "mutation {mutation:?}: the model has no {what}"
+            ))))
+        };
+        let c = &mut self.config;
+        let w = &mut self.weights;
+        match mutation {
+            Mutation::SwapRopeLayout => {
+                c.rope_layout = match c.rope_layout {
+                    RopeLayout::Normal => RopeLayout::Neox,
+                    RopeLayout::Neox => RopeLayout::Normal,
+                };
+            }
+            Mutation::SkipQkNorm => {
+                if !c.qk_norm {
+                    return not_applicable("QK-norm");
+                }
+                c.qk_norm = false;
+                for layer in &mut w.layers {
+                    layer.q_norm = None;
+                    layer.k_norm = None;
+                }
+            }
+            Mutation::WrongRopeBase => {
+                for layer in &mut c.layers {
+                    layer.rope_freq_base = if layer.rope_freq_base == 10_000.0 {
+                        1_000_000.0
+                    } else {
+                        10_000.0
+                    };
+                }
+            }
+            Mutation::SkipQkvBias => {
+                if w.layers.iter().all(|l| l.qkv_bias.is_none()) {
+                    return not_applicable("Q/K/V biases");
+                }
+                w.layers.iter_mut().for_each(|l| l.qkv_bias = None);
+            }
+            Mutation::SwapLongRopeFactors => match &mut w.rope_factors {
+                Some((short, long)) => std::mem::swap(short, long),
+                None => return not_applicable("LongRoPE factors"),
+            },
+            Mutation::DropRopeFreqs => {
+                if w.rope_freqs.take().is_none() {
+                    return not_applicable("rope_freqs");
+                }
+            }
+        }
+        Ok(())
     }
 }

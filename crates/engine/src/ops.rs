@@ -103,18 +103,30 @@ pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], width: usize, eps: f32) 
     }
 }
 
-/// Rotary position embedding of a layer (ggml `rope_ext` without YaRN or frequency
-/// factors, which llama and gemma3 files do not use).
+/// `x[t] += bias` for every row `t` of `x` (rows of `bias.len()` values; ggml_add with
+/// a broadcast bias).
+pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+}
+
+/// Rotary position embedding of a layer (ggml `rope_ext` without YaRN): frequency
+/// divisors for Llama 3 scaling and LongRoPE, and LongRoPE's magnitude scale.
 #[derive(Clone, Copy, Debug)]
-pub struct Rope {
+pub struct Rope<'a> {
     pub layout: RopeLayout,
     /// Rotated dimensions at the start of each head.
     pub dims: usize,
     pub freq_base: f32,
     pub freq_scale: f32,
+    /// One divisor per rotated pair (`rope_freqs`, `rope_factors_short/long`).
+    pub freq_factors: Option<&'a [f32]>,
+    /// Multiplies cos and sin (`rope.scaling.attn_factor`).
+    pub attn_factor: f32,
 }
 
-impl Rope {
+impl Rope<'_> {
     fn ordering(&self) -> RopeOrdering {
         match self.layout {
             RopeLayout::Normal => RopeOrdering::Normal,
@@ -126,6 +138,8 @@ impl Rope {
     pub fn angles(&self, pos: u32, cache: &mut [f32]) {
         let mut params = RopeParams::new(self.ordering(), self.dims, self.freq_base);
         params.freq_scale = self.freq_scale;
+        params.freq_factors = self.freq_factors;
+        params.attn_factor = self.attn_factor;
         tern_kernels::rope_cache_init(&params, pos as i32, cache);
     }
 
@@ -194,6 +208,8 @@ mod tests {
             dims: 4,
             freq_base: 10_000.0,
             freq_scale: 1.0,
+            freq_factors: None,
+            attn_factor: 1.0,
         };
         let mut cache = [0.0; 4];
         rope.angles(1, &mut cache);

@@ -1,5 +1,6 @@
 //! Preallocated buffers of the forward pass (llama2.c's `RunState`): sized once for the
-//! largest batch, so a forward pass allocates nothing.
+//! largest batch, so a forward pass allocates nothing. The large ones are anonymous
+//! mappings ([`AnonBuffer`]), given back to the system when the scratch is dropped.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use tern_kernels::attention::QUERY_TILE;
 use tern_kernels::pool::ThreadPool;
 
 use crate::attention;
+use crate::buffer::AnonBuffer;
 use crate::config::ModelConfig;
 use crate::dump::Dumper;
 use crate::kv_cache::PendingLens;
@@ -17,26 +19,30 @@ use crate::ops::Activations;
 pub struct Scratch {
     pub(crate) max_tokens: usize,
     /// Residual stream. Shape: (max_tokens, d).
-    pub(crate) x: Vec<f32>,
+    pub(crate) x: AnonBuffer<f32>,
     /// Normed input of a sub-block. Shape: (max_tokens, d).
-    pub(crate) xb: Vec<f32>,
+    pub(crate) xb: AnonBuffer<f32>,
     /// Shape: (max_tokens, head_count * key_length).
-    pub(crate) q: Vec<f32>,
+    pub(crate) q: AnonBuffer<f32>,
     /// Shape: (max_tokens, head_count_kv * key_length).
-    pub(crate) k: Vec<f32>,
+    pub(crate) k: AnonBuffer<f32>,
     /// Shape: (max_tokens, head_count_kv * key_length).
-    pub(crate) v: Vec<f32>,
+    pub(crate) v: AnonBuffer<f32>,
     /// Attention output before the output projection. Shape: (max_tokens rounded up to
     /// a whole number of attention query tiles, q_dim).
-    pub(crate) attn: Vec<f32>,
+    pub(crate) attn: AnonBuffer<f32>,
     /// Output of a projection back to `d`. Shape: (max_tokens, d).
-    pub(crate) proj: Vec<f32>,
+    pub(crate) proj: AnonBuffer<f32>,
+    /// Output of a fused Q|K|V matrix. Shape: (max_tokens, q_dim + 2 * kv_dim), empty
+    /// when the model has separate matrices.
+    pub(crate) qkv: AnonBuffer<f32>,
+    /// Shape: (max_tokens, feed_forward_length), twice as wide when gate and up are one
+    /// matrix.
+    pub(crate) gate: AnonBuffer<f32>,
     /// Shape: (max_tokens, feed_forward_length).
-    pub(crate) gate: Vec<f32>,
-    /// Shape: (max_tokens, feed_forward_length).
-    pub(crate) up: Vec<f32>,
+    pub(crate) up: AnonBuffer<f32>,
     /// `act(gate) * up`. Shape: (max_tokens, feed_forward_length).
-    pub(crate) hidden: Vec<f32>,
+    pub(crate) hidden: AnonBuffer<f32>,
     /// RoPE angles of one position. Shape: (rope_dimension_count).
     pub(crate) rope_cache: Vec<f32>,
     /// Quantized copy of the current matmul input.
@@ -59,16 +65,21 @@ impl Scratch {
         let ff = config.feed_forward_length;
         Scratch {
             max_tokens,
-            x: vec![0.0; max_tokens * d],
-            xb: vec![0.0; max_tokens * d],
-            q: vec![0.0; max_tokens * config.q_dim()],
-            k: vec![0.0; max_tokens * config.kv_dim()],
-            v: vec![0.0; max_tokens * config.kv_dim()],
-            attn: vec![0.0; max_tokens.next_multiple_of(QUERY_TILE) * config.q_dim()],
-            proj: vec![0.0; max_tokens * d],
-            gate: vec![0.0; max_tokens * ff],
-            up: vec![0.0; max_tokens * ff],
-            hidden: vec![0.0; max_tokens * ff],
+            x: AnonBuffer::zeroed(max_tokens * d),
+            xb: AnonBuffer::zeroed(max_tokens * d),
+            q: AnonBuffer::zeroed(max_tokens * config.q_dim()),
+            k: AnonBuffer::zeroed(max_tokens * config.kv_dim()),
+            v: AnonBuffer::zeroed(max_tokens * config.kv_dim()),
+            attn: AnonBuffer::zeroed(max_tokens.next_multiple_of(QUERY_TILE) * config.q_dim()),
+            proj: AnonBuffer::zeroed(max_tokens * d),
+            qkv: AnonBuffer::zeroed(if config.fused_qkv {
+                max_tokens * (config.q_dim() + 2 * config.kv_dim())
+            } else {
+                0
+            }),
+            gate: AnonBuffer::zeroed(max_tokens * ff * if config.fused_gate_up { 2 } else { 1 }),
+            up: AnonBuffer::zeroed(max_tokens * ff),
+            hidden: AnonBuffer::zeroed(max_tokens * ff),
             rope_cache: vec![0.0; config.rope_dimension_count],
             acts: Activations::new(),
             attention: attention::Workspace::new(config.key_length, context),

@@ -360,14 +360,23 @@ pub fn chat_prompt(
     tokenizer: &Tokenizer,
     messages: &[Message],
 ) -> Result<String> {
-    let text = template
-        .render(messages, true, &serde_json::Map::new())
-        .map_err(|e| {
-            Error::with_source(
-                ErrorKind::Tokenizer("cannot render the chat template".into()),
-                e,
-            )
-        })?;
+    chat_prompt_with(template, tokenizer, messages, &serde_json::Map::new())
+}
+
+/// [`chat_prompt`] with extra template variables (`enable_thinking` for Qwen3's
+/// thinking mode, ...), as Hugging Face's `apply_chat_template(**kwargs)` passes them.
+pub fn chat_prompt_with(
+    template: &ChatTemplate,
+    tokenizer: &Tokenizer,
+    messages: &[Message],
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String> {
+    let text = template.render(messages, true, variables).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Tokenizer("cannot render the chat template".into()),
+            e,
+        )
+    })?;
     if tokenizer.add_bos()
         && let Some(bos) = tokenizer.bos()
     {

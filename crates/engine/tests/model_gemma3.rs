@@ -12,16 +12,19 @@ const KEY: &str = "gemma-3-270m-q4_k_m";
 
 /// Issue 4 asks for top-1 identical, top-10 logits within 0.1 and greedy continuations
 /// matching on 90% of prompts. The test prints the measured values (recorded in
-/// crates/engine/README.md, "Fidelity"); these bounds are what holds today. llama.cpp's
-/// own spread between its arithmetic paths (0.3 to 0.8 logits: `checks` in the goldens'
-/// meta.json) is why 0.1 is not met yet. Tighten them as the arithmetic gets closer.
-const TOP10_TOLERANCE: f32 = 1.5;
-const MAX_TOP1_MISMATCHES: usize = 4;
-const GREEDY_PASS_RATE: f64 = 0.7;
+/// crates/engine/README.md, "Fidelity"); these bounds are what holds today (measured:
+/// top-1 43/43, top-10 within 1.30, greedy 38/43 = 88.4%). What still differs from
+/// llama.cpp's arithmetic is listed in the README: flash attention's running sum
+/// (fused in llama.cpp) and the Q6_K matmul. Tighten them as the arithmetic gets closer.
+const TOP10_TOLERANCE: f32 = 1.35;
+const GREEDY_PASS_RATE: f64 = 0.85;
 /// Issue 4 asks 0.5%; see the README for the measured value.
 const PPL_TOLERANCE: f64 = 0.02;
-/// Of the three 1,500+-token prompts, at least two must pass.
+/// Of the three 1,500+-token prompts, at least two must pass; their top-1 and top-10
+/// bounds are the earlier ones (not re-measured with the exact K-quant orders yet).
 const LONG_GREEDY_PASS_RATE: f64 = 0.6;
+const LONG_TOP10_TOLERANCE: f32 = 1.5;
+const LONG_MAX_TOP1_MISMATCHES: usize = 4;
 
 fn fixture() -> Fixture {
     Fixture::load(TestModel::Gemma3_270m, KEY)
@@ -39,7 +42,7 @@ fn fidelity_against_llama_cpp() {
         report.tokenization_mismatches
     );
     assert!(
-        report.top1_mismatches.len() <= MAX_TOP1_MISMATCHES,
+        report.top1_mismatches.is_empty(),
         "{:?}",
         report.top1_mismatches
     );
@@ -67,12 +70,12 @@ fn fidelity_on_prompts_longer_than_the_sliding_window() {
         report.tokenization_mismatches
     );
     assert!(
-        report.top1_mismatches.len() <= MAX_TOP1_MISMATCHES,
+        report.top1_mismatches.len() <= LONG_MAX_TOP1_MISMATCHES,
         "{:?}",
         report.top1_mismatches
     );
     assert!(
-        report.max_top10_diff <= TOP10_TOLERANCE,
+        report.max_top10_diff <= LONG_TOP10_TOLERANCE,
         "top-10 logits differ by {}",
         report.max_top10_diff
     );

@@ -27,7 +27,7 @@ pub use activations::{GEMM_MIN_TOKENS, QuantizedActivations};
 use crate::Kernels;
 use crate::error::KernelError;
 use crate::pool::ThreadPool;
-use crate::quant::{self, row_bytes, row_kernels};
+use crate::quant::{self, RowKernels, row_bytes, row_kernels};
 
 /// A weight matrix in its stored type, borrowed from the model file.
 #[derive(Clone, Copy, Debug)]
@@ -237,12 +237,20 @@ impl Kernels {
         let n_tokens = x.n_rows;
         let row_bytes = w.row_bytes();
         let out = GemmOut::new(out, w.rows, n_tokens);
+        // Tokens `0..batched` take the batched order (`RowKernels::grouped_dot`): for
+        // Q4_K the tokens in whole groups of 4, as llama.cpp's repacked kernels; for the
+        // other types all of them, in the order of the single-token kernels.
+        let batched = match kernels.grouped_dot {
+            Some(_) => n_tokens - n_tokens % 4,
+            None => n_tokens,
+        };
         let gemm = kernels
             .gemm
             .zip(x.gemm_view())
-            .filter(|_| n_tokens >= GEMM_MIN_TOKENS);
+            .filter(|_| batched >= GEMM_MIN_TOKENS);
         match gemm {
-            Some((gemm, acts)) => {
+            Some((gemm, mut acts)) => {
+                acts.n_tokens = batched;
                 let panels = w.rows.div_ceil(GEMM_ROW_GRAIN);
                 let run = |panels: Range<usize>, _thread: usize| {
                     let rows =
@@ -250,7 +258,8 @@ impl Kernels {
                     // SAFETY: the table was checked against this CPU's features; `w`,
                     // `acts` and `out` have consistent shapes (asserted above), and
                     // the pool hands each chunk of rows to one thread only.
-                    unsafe { gemm(w, rows, &acts, &out) };
+                    unsafe { gemm(w, rows.clone(), &acts, &out) };
+                    per_token(&kernels, w, x, &out, rows, batched..n_tokens, batched);
                 };
                 match pool {
                     Some(pool) => pool.for_each_chunk(panels, 1, run),
@@ -259,40 +268,8 @@ impl Kernels {
             }
             None => {
                 let min_rows = MIN_CHUNK_BYTES.div_ceil(row_bytes).max(1);
-                let tile_rows = MATVEC_TILE_BYTES.div_ceil(row_bytes).max(1);
                 let run = |rows: Range<usize>, _thread: usize| {
-                    let mut start = rows.start;
-                    while start < rows.end {
-                        // One token: the whole chunk at once (streamed); several: a
-                        // cache-sized tile at a time for all tokens.
-                        let end = if n_tokens == 1 {
-                            rows.end
-                        } else {
-                            (start + tile_rows).min(rows.end)
-                        };
-                        let w_rows = &w.data[start * row_bytes..end * row_bytes];
-                        for t in 0..n_tokens {
-                            // SAFETY: this chunk owns rows `start..end` of every token's
-                            // output; the slice is dropped before the next one is taken.
-                            let out_t = unsafe { out.row_slice(t, start..end) };
-                            let x_t = x.act_row(t);
-                            match kernels.matvec {
-                                // SAFETY: the table was checked against this CPU's
-                                // features; `w_rows` holds `out_t.len()` rows of
-                                // `row_bytes`, and `x_t` one row of the same width.
-                                Some(matvec) => unsafe { matvec(w_rows, row_bytes, &x_t, out_t) },
-                                None => {
-                                    for (o, w_row) in
-                                        out_t.iter_mut().zip(w_rows.chunks_exact(row_bytes))
-                                    {
-                                        // SAFETY: as above, one row each.
-                                        *o = unsafe { (kernels.dot)(w_row, x_t.bytes) };
-                                    }
-                                }
-                            }
-                        }
-                        start = end;
-                    }
+                    per_token(&kernels, w, x, &out, rows, 0..n_tokens, batched);
                 };
                 match pool {
                     Some(pool) => pool.for_each_chunk(w.rows, min_rows, run),
@@ -300,6 +277,56 @@ impl Kernels {
                 }
             }
         }
+    }
+}
+
+/// Weight rows `rows` times the tokens `tokens`, token by token: the matrix-vector
+/// kernel (or `dot` row by row), or `grouped_dot` for the tokens before
+/// `grouped_until` when the type has one. One token streams the whole chunk; several
+/// take a cache-sized tile of rows at a time for all tokens.
+fn per_token(
+    kernels: &RowKernels,
+    w: &WeightMatrix<'_>,
+    x: &QuantizedActivations,
+    out: &GemmOut,
+    rows: Range<usize>,
+    tokens: Range<usize>,
+    grouped_until: usize,
+) {
+    if tokens.is_empty() {
+        return;
+    }
+    let row_bytes = w.row_bytes();
+    let tile_rows = MATVEC_TILE_BYTES.div_ceil(row_bytes).max(1);
+    let mut start = rows.start;
+    while start < rows.end {
+        let end = if tokens.len() == 1 {
+            rows.end
+        } else {
+            (start + tile_rows).min(rows.end)
+        };
+        let w_rows = &w.data[start * row_bytes..end * row_bytes];
+        for t in tokens.clone() {
+            // SAFETY: this chunk owns rows `start..end` of every token's output; the
+            // slice is dropped before the next one is taken.
+            let out_t = unsafe { out.row_slice(t, start..end) };
+            let x_t = x.act_row(t);
+            let grouped = kernels.grouped_dot.filter(|_| t < grouped_until);
+            match (grouped, kernels.matvec) {
+                // SAFETY: the table was checked against this CPU's features; `w_rows`
+                // holds `out_t.len()` rows of `row_bytes`, and `x_t` one row of the
+                // same width.
+                (None, Some(matvec)) => unsafe { matvec(w_rows, row_bytes, &x_t, out_t) },
+                (dot, _) => {
+                    let dot = dot.unwrap_or(kernels.dot);
+                    for (o, w_row) in out_t.iter_mut().zip(w_rows.chunks_exact(row_bytes)) {
+                        // SAFETY: as above, one row each.
+                        *o = unsafe { dot(w_row, x_t.bytes) };
+                    }
+                }
+            }
+        }
+        start = end;
     }
 }
 

@@ -202,8 +202,12 @@ fn rotate(
         RopeOrdering::Neox => (pair, pair + n_dims / 2),
     };
     let (x0, x1) = (head[a], head[b]);
-    head[a] = x0 * cos - x1 * sin;
-    head[b] = x0 * sin + x1 * cos;
+    // As the goldens' build computes ggml's `rotate_pairs` (ggml-cpu/ops.cpp): GCC
+    // contracts `x0*cos - x1*sin` and `x0*sin + x1*cos` into fused multiply-adds of the
+    // first product with the second one rounded (measured on llama.cpp's RoPE outputs:
+    // every element of SmolLM2's Q and K agrees this way, and only this way).
+    head[a] = x0.mul_add(cos, -(x1 * sin));
+    head[b] = x0.mul_add(sin, x1 * cos);
 }
 
 #[cfg(test)]

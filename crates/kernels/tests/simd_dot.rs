@@ -8,7 +8,9 @@
 //!   types) read from unaligned addresses:
 //!   - *exact* data (see `simd_support`): bit-for-bit equal to the scalar result, which
 //!     must itself equal the f64 dot of the dequantized rows;
-//!   - *random* data: within `2^-20 · (Σ|w·a| + max|w|·Σ|a|)` of the scalar result —
+//!   - Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: bit-for-bit equal on any data, since every path
+//!     sums in llama.cpp's x86 order;
+//!   - other *random* data: within `2^-20 · (Σ|w·a| + max|w|·Σ|a|)` of the scalar result —
 //!     both sum f32 terms, in different orders, so each is within `n · 2^-24` of that
 //!     magnitude for n ≤ 64 accumulation steps; the bound leaves 16× room and is still
 //!     ~10^4 times smaller than the contribution of one block.
@@ -28,6 +30,13 @@ fn dequantized_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f64 {
     tern_kernels::dequantize_row(ty, w, &mut wf).unwrap();
     tern_kernels::dequantize_row(act, a, &mut af).unwrap();
     wf.iter().zip(&af).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// The formats whose every path sums in llama.cpp's x86 order (`quant::order`), so the
+/// SIMD results equal the scalar ones bit for bit on any data.
+fn follows_ggml_order(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q6_K)
 }
 
 fn check_dot(ty: GgmlType, path: KernelPath) {
@@ -53,6 +62,10 @@ fn check_dot(ty: GgmlType, path: KernelPath) {
             let (w, a) = (&wb[w_off..], &ab[a_off..]);
             let want = scalar.vec_dot(ty, w, a, n).unwrap();
             let got = k.vec_dot(ty, w, a, n).unwrap();
+            if follows_ggml_order(ty) {
+                // The whole summation order is llama.cpp's x86 one on every path.
+                prop_assert_eq!(got.to_bits(), want.to_bits(), "{} vs scalar {}", got, want);
+            }
             if exact {
                 let reference = dequantized_dot(ty, w, a, n) as f32;
                 prop_assert_eq!(want, reference, "premise: the scalar dot is exact here");

@@ -4,8 +4,10 @@
 //! decode kernel for one, the batched kernel from `GEMM_MIN_TOKENS` on), weights from
 //! unaligned addresses.
 //!
-//! Exact data must give the scalar result bit for bit; random data must be within the
-//! bound of `simd_dot` for every output element. Below `GEMM_MIN_TOKENS` tokens the
+//! Exact data, and any data for the formats that sum in llama.cpp's x86 order (Q4_0,
+//! Q4_1, Q5_0, Q5_1, Q8_0, whatever the token count), must give the scalar result bit
+//! for bit; other random data must be within the bound of `simd_dot` for every output
+//! element. Below `GEMM_MIN_TOKENS` tokens the
 //! matmul must equal `vec_dot` row by row, bit for bit. And the matmul split over a
 //! thread pool (2 and 3 threads) must give exactly the single-threaded result, whatever
 //! the kernel.
@@ -68,6 +70,12 @@ fn activations(p: &Problem) -> QuantizedActivations {
     q
 }
 
+/// The formats whose every path sums in llama.cpp's x86 order (`quant::order`).
+fn follows_ggml_order(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q6_K)
+}
+
 fn check_matmul(ty: GgmlType, path: KernelPath) {
     let Some(k) = kernels_or_skip(path) else {
         return;
@@ -102,7 +110,7 @@ fn check_matmul(ty: GgmlType, path: KernelPath) {
             for t in 0..tokens {
                 for r in 0..rows {
                     let (g, s) = (got[t * rows + r], want[t * rows + r]);
-                    if exact {
+                    if exact || follows_ggml_order(ty) {
                         prop_assert_eq!(
                             g.to_bits(),
                             s.to_bits(),
@@ -199,5 +207,80 @@ fn scalar_matmul_is_thread_independent() {
         k.matmul(&w, &acts, &mut one);
         k.matmul_with_pool(&pool, &w, &acts, &mut two);
         assert_eq!(one, two, "{ty}");
+    }
+}
+
+/// llama.cpp's x86 backend multiplies Q4_K matrices (with a multiple of 8 rows) through
+/// its repacked kernels: the tokens of a batch in whole groups of 4 in the batched
+/// kernel's order (`vec_dot_batched`), the last `n % 4` in the matrix-vector kernel's
+/// (`vec_dot`). Every path's matmul must follow that split.
+#[test]
+fn q4_k_batches_take_the_repacked_orders() {
+    use tern_kernels::blocks::as_blocks;
+    use tern_kernels::quant::q4_k;
+    for k in Kernels::available() {
+        for tokens in 1..=9 {
+            let p = problem(GgmlType::Q4_K, 19, 3, tokens, 40 + tokens as u64, false);
+            let w = WeightMatrix::try_new(GgmlType::Q4_K, p.rows, p.cols, &p.weights).unwrap();
+            let acts = activations(&p);
+            let mut got = vec![0.0f32; p.rows * tokens];
+            k.matmul(&w, &acts, &mut got);
+            let grouped = tokens - tokens % 4;
+            for t in 0..tokens {
+                for r in 0..p.rows {
+                    let (wr, ar) = (as_blocks(w.row(r)), as_blocks(acts.row(t)));
+                    let want = if t < grouped {
+                        q4_k::vec_dot_batched(wr, ar)
+                    } else {
+                        q4_k::vec_dot(wr, ar)
+                    };
+                    assert_eq!(
+                        got[t * p.rows + r].to_bits(),
+                        want.to_bits(),
+                        "{:?}: {tokens} tokens, token {t} row {r}",
+                        k.path()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A batch gives every token exactly what that token alone gives (the batched kernels
+/// sum in the single-token order), on every path, on odd shapes: for every type but
+/// Q4_K (whose split is above) and Q2_K, Q3_K and Q5_K, whose batched kernels still sum
+/// per 16 or 32 values (no model of the goldens has them).
+#[test]
+fn batched_tokens_equal_tokens_alone() {
+    for k in Kernels::available() {
+        for ty in WEIGHT_TYPES {
+            use GgmlType::*;
+            if matches!(ty, Q4_K | Q2_K | Q3_K | Q5_K) {
+                continue;
+            }
+            let units = if ty.block_size() == 1 { 37 } else { 3 };
+            for (rows, tokens) in [(1, 4), (17, 5), (33, 11)] {
+                let p = problem(ty, rows, units, tokens, (rows * tokens) as u64, false);
+                let w = WeightMatrix::try_new(ty, rows, p.cols, &p.weights).unwrap();
+                let acts = activations(&p);
+                let mut batched = vec![0.0f32; rows * tokens];
+                k.matmul(&w, &acts, &mut batched);
+                for t in 0..tokens {
+                    let mut one = QuantizedActivations::new();
+                    one.set_quantized(acts.ty(), acts.row(t), 1, p.cols)
+                        .unwrap();
+                    let mut alone = vec![0.0f32; rows];
+                    k.matmul(&w, &one, &mut alone);
+                    for r in 0..rows {
+                        assert_eq!(
+                            batched[t * rows + r].to_bits(),
+                            alone[r].to_bits(),
+                            "{:?} {ty} {rows}×{tokens}: token {t} row {r}",
+                            k.path()
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -160,6 +160,10 @@ mod tests {
             qk_norm: true,
             post_norms: true,
             final_logit_softcap: None,
+            rope_attn_factor: 1.0,
+            rope_original_context: 8192,
+            fused_gate_up: false,
+            fused_qkv: false,
             layers: windows.iter().map(layer).collect(),
         }
     }

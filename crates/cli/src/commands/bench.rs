@@ -5,8 +5,10 @@
 //! The rules are llama-bench's (llama.cpp `tools/llama-bench/llama-bench.cpp`, `main`,
 //! `test_prompt`, `test_gen`):
 //! - each `-p` value is a test `ppP` and each `-n` value a test `tgN` (0 skips it), for
-//!   every `-t` value; a test gets its own KV cache of `P + N` positions (F16 keys and
-//!   values) and buffers;
+//!   every `-t` value; a test gets its own KV cache of `P + N` positions (keys and
+//!   values of `--kv-type`, F16 by default as llama-bench's `-ctk/-ctv`; its size is
+//!   printed before it is allocated, refused when it does not fit, and reported per
+//!   test as `kv_bytes`) and buffers;
 //! - a warm-up run first (the whole prompt for `pp`, one generated token for `tg`), then
 //!   `-r` repetitions, each starting from an empty cache;
 //! - `pp`: P tokens fed in micro-batches of `--ubatch-size` (llama's `n_ubatch`, 512),
@@ -26,6 +28,9 @@
 //! (`VmHWM`), with the file-backed (mmapped weights) and anonymous (KV cache, buffers)
 //! shares of the resident set at the end.
 //!
+//! `--prompt-cache N` adds the prompt-cache measurement (`bench_cache`): time to first
+//! token with and without `N` shared prompt tokens cached.
+//!
 //! `--json` prints [`Report`], a documented contract (docs/PERFORMANCE.md) locked by
 //! `tests/model_bench.rs`.
 
@@ -43,6 +48,7 @@ use tern_kernels::{cpu_info, kernel_path};
 use tern_tokenizer::Tokenizer;
 
 use crate::cli::GlobalArgs;
+use crate::kv::{self, KvTypeArg};
 use crate::model::resolve_model;
 use crate::output;
 
@@ -92,9 +98,13 @@ pub struct Args {
     /// Context size of every test (default: prompt + generated tokens, as llama-bench)
     #[arg(short = 'c', long = "ctx-size", value_name = "N")]
     pub ctx_size: Option<usize>,
-    /// Type of the cached keys and values
+    /// Type of the cached keys and values (llama-bench's -ctk/-ctv)
     #[arg(long = "kv-type", value_name = "TYPE", default_value = "f16")]
-    pub kv_type: KvType,
+    pub kv_type: KvTypeArg,
+    /// Also measure the prompt cache: time to first token of a prompt of N shared tokens
+    /// plus each -p value of new ones, cold and with the N tokens cached
+    #[arg(long = "prompt-cache", value_name = "N")]
+    pub prompt_cache: Option<usize>,
     /// Most prompt tokens per forward pass (llama.cpp's n_ubatch)
     #[arg(
         short = 'u',
@@ -106,14 +116,6 @@ pub struct Args {
     /// Skip the warm-up run before each test
     #[arg(long)]
     pub no_warmup: bool,
-}
-
-/// KV cache types llama-bench accepts that tern knows of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum KvType {
-    F16,
-    #[value(name = "q8_0")]
-    Q8_0,
 }
 
 /// The `--json` document: one run of `tern bench`.
@@ -145,6 +147,8 @@ pub struct Report {
     /// Resident anonymous pages at the end (`RssAnon`: KV caches, buffers, heap).
     pub rss_anon_bytes: Option<u64>,
     pub tests: Vec<TestReport>,
+    /// `--prompt-cache` results, one per -p value (empty without the option).
+    pub prompt_cache: Vec<super::bench_cache::PromptCacheReport>,
 }
 
 /// One test (`pp512`, `tg128`) at one thread count.
@@ -162,6 +166,8 @@ pub struct TestReport {
     pub n_ubatch: usize,
     pub type_k: String,
     pub type_v: String,
+    /// Bytes of the test's KV cache (keys and values of every layer).
+    pub kv_bytes: u64,
     pub warmup: bool,
     /// Wall time of each repetition.
     pub samples_ns: Vec<u64>,
@@ -192,12 +198,6 @@ impl Test {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    if args.kv_type == KvType::Q8_0 {
-        bail!(
-            "--kv-type q8_0: tern's KV cache holds F16 keys and values only for now\n\
-             help: use --kv-type f16 (llama-bench's default)"
-        );
-    }
     if args.repetitions == 0 {
         bail!("-r 0: at least one repetition is needed");
     }
@@ -226,10 +226,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         args.model.as_deref().or(args.model_option.as_deref()),
     )?;
     let load_start = Instant::now();
-    let model = Model::load(&resolved.path, ModelOptions::default())
-        .map_err(|e| super::run::bad_model(&resolved, e))?;
-    let tokenizer = Tokenizer::from_gguf(model.file().metadata())
-        .with_context(|| format!("tokenizer of {}", resolved.display))?;
+    let options = ModelOptions {
+        kv_type: args.kv_type.engine(),
+        ..ModelOptions::default()
+    };
+    let model = Arc::new(
+        Model::load(&resolved.path, options).map_err(|e| super::run::bad_model(&resolved, e))?,
+    );
+    let tokenizer = Arc::new(
+        Tokenizer::from_gguf(model.file().metadata())
+            .with_context(|| format!("tokenizer of {}", resolved.display))?,
+    );
     let load = load_start.elapsed();
     let prompt_start = if tokenizer.add_bos() {
         tokenizer.bos()
@@ -237,6 +244,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         None
     };
 
+    if let Some(&largest) = contexts.iter().max() {
+        kv::check_memory(global, &model.kv_cache_spec(1, largest, args.ubatch))?;
+    }
     let mut runner = Runner {
         model: &model,
         ubatch: args.ubatch,
@@ -251,15 +261,28 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut reports = Vec::with_capacity(tests.len());
     for (test, &n_ctx) in tests.iter().zip(&contexts) {
         tracing::info!(test = %test.name(), threads = test.threads, n_ctx, "bench test");
-        let samples = runner.measure(test, n_ctx, args.repetitions, !args.no_warmup)?;
-        reports.push(test_report(
-            test,
-            n_ctx,
-            args.ubatch,
-            !args.no_warmup,
-            &samples,
-        ));
+        let (samples, kv_bytes) = runner.measure(test, n_ctx, args.repetitions, !args.no_warmup)?;
+        let mut report = test_report(test, n_ctx, args.ubatch, !args.no_warmup, &samples);
+        report.type_k = args.kv_type.engine().name().to_string();
+        report.type_v = report.type_k.clone();
+        report.kv_bytes = kv_bytes;
+        reports.push(report);
     }
+    let prompt_cache = match args.prompt_cache {
+        Some(prefix) => super::bench_cache::measure(
+            global,
+            &model,
+            &tokenizer,
+            prefix,
+            &args.n_prompt,
+            super::bench_cache::RunSettings {
+                repetitions: args.repetitions,
+                ubatch: args.ubatch,
+                threads: engine_threads(threads[0]),
+            },
+        )?,
+        None => Vec::new(),
+    };
     let memory = ProcessMemory::read();
     let first_token = runner.first_token;
 
@@ -278,6 +301,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         rss_file_bytes: memory.file,
         rss_anon_bytes: memory.anon,
         tests: reports,
+        prompt_cache,
     };
     if global.json {
         return output::print_json(&report);
@@ -370,7 +394,7 @@ impl Runner<'_> {
         n_ctx: usize,
         repetitions: usize,
         warmup: bool,
-    ) -> anyhow::Result<Vec<Duration>> {
+    ) -> anyhow::Result<(Vec<Duration>, u64)> {
         let threads = engine_threads(test.threads);
         let batch_tokens = test.n_prompt.clamp(1, self.ubatch);
         let mut scratch = self.model.new_scratch(batch_tokens, n_ctx);
@@ -380,7 +404,7 @@ impl Runner<'_> {
             scratch.set_thread_pool(Some(Arc::new(pool)));
         }
         let mut buffers = Buffers {
-            kv: self.model.new_kv_cache(1, n_ctx),
+            kv: self.model.new_kv_cache_for(1, n_ctx, batch_tokens),
             scratch,
             logits: Logits::new(self.model.vocab_size(), 1),
             batch: Batch::with_capacity(batch_tokens),
@@ -408,7 +432,7 @@ impl Runner<'_> {
             }
             samples.push(start.elapsed());
         }
-        Ok(samples)
+        Ok((samples, buffers.kv.size_bytes() as u64))
     }
 
     /// llama-bench's `test_prompt`: `n` tokens from the cache's end, logits for the last.
@@ -503,6 +527,7 @@ fn test_report(
         n_ubatch,
         type_k: "f16".into(),
         type_v: "f16".into(),
+        kv_bytes: 0,
         warmup,
         samples_ns: samples.iter().map(|d| d.as_nanos() as u64).collect(),
         avg_ns: mean(&ns),
@@ -657,7 +682,7 @@ fn table(report: &Report) -> String {
     out
 }
 
-/// The lines under the table: load, first token, memory.
+/// The lines under the table: load, first token, KV cache, memory, prompt cache.
 fn summary(report: &Report) -> String {
     let mib = |b: Option<u64>| {
         b.map_or_else(
@@ -675,7 +700,29 @@ fn summary(report: &Report) -> String {
         mib(report.peak_rss_bytes),
         mib(report.rss_file_bytes),
         mib(report.rss_anon_bytes),
-    )
+    ) + &kv_lines(report)
+}
+
+/// `KV cache: …` per distinct test context, then the prompt-cache lines.
+fn kv_lines(report: &Report) -> String {
+    let mut out = String::new();
+    let mut seen = Vec::new();
+    for t in &report.tests {
+        if !seen.contains(&(t.n_ctx, t.kv_bytes)) {
+            seen.push((t.n_ctx, t.kv_bytes));
+            let _ = write!(
+                out,
+                "\nKV cache: {:.1} MiB ({}, {} positions)",
+                t.kv_bytes as f64 / 1048576.0,
+                t.type_k,
+                t.n_ctx
+            );
+        }
+    }
+    for p in &report.prompt_cache {
+        let _ = write!(out, "\n{}", super::bench_cache::line(p));
+    }
+    out
 }
 
 #[cfg(test)]

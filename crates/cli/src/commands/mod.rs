@@ -1,11 +1,13 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
 pub mod bench;
+mod bench_cache;
 pub mod chat;
 pub mod doctor;
 pub mod inspect;
 pub mod models;
 pub mod perplexity;
+pub mod ps;
 pub mod pull;
 pub mod rm;
 pub mod run;
@@ -28,5 +30,6 @@ pub fn run(command: Command, global: &GlobalArgs) -> anyhow::Result<()> {
         Command::Tokenize(args) => tokenize::run(args, global),
         Command::Perplexity(args) => perplexity::run(args, global),
         Command::Serve(args) => serve::run(args, global),
+        Command::Ps(args) => ps::run(args, global),
     }
 }

@@ -16,6 +16,7 @@ use tern_kernels::pool::{ThreadPool, default_threads};
 use tern_tokenizer::Tokenizer;
 
 use crate::cli::GlobalArgs;
+use crate::kv::{self, KvTypeArg};
 use crate::model::resolve_model;
 use crate::output;
 
@@ -41,6 +42,9 @@ pub struct Args {
     /// Score only the first N chunks
     #[arg(long, value_name = "N")]
     pub chunks: Option<usize>,
+    /// Type of the cached keys and values (compare with llama-perplexity's -ctk/-ctv)
+    #[arg(long = "kv-type", value_name = "TYPE", default_value = "f16")]
+    pub kv_type: KvTypeArg,
     /// Threads the forward pass is split over (default: the physical cores this process
     /// may use)
     #[arg(short = 't', long, value_name = "N", env = "TERN_THREADS")]
@@ -53,6 +57,8 @@ pub struct Report {
     pub model: String,
     pub file: String,
     pub ctx: usize,
+    /// Type of the cached keys and values (`f16`, `q8_0`, `q4_0`).
+    pub kv_type: String,
     /// Perplexity over every scored token.
     pub ppl: f64,
     /// Standard error of `ppl` (llama-perplexity's `+/-`).
@@ -70,8 +76,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         global,
         args.model.as_deref().or(args.model_option.as_deref()),
     )?;
-    let model = Model::load(&resolved.path, ModelOptions::default())
-        .map_err(|e| super::run::bad_model(&resolved, e))?;
+    let options = ModelOptions {
+        kv_type: args.kv_type.engine(),
+        ..ModelOptions::default()
+    };
+    let model =
+        Model::load(&resolved.path, options).map_err(|e| super::run::bad_model(&resolved, e))?;
+    kv::check_memory(global, &model.kv_cache_spec(1, args.ctx_size, 512))?;
     let tokenizer = Tokenizer::from_gguf(model.file().metadata())
         .with_context(|| format!("tokenizer of {}", resolved.display))?;
     let mut text = std::fs::read_to_string(&args.file)
@@ -111,6 +122,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             model: resolved.display,
             file: args.file.display().to_string(),
             ctx: args.ctx_size,
+            kv_type: args.kv_type.engine().name().to_string(),
             ppl: report.ppl,
             ppl_stderr,
             chunks: report.chunks,
@@ -124,8 +136,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "perplexity: {:.4} +/- {:.5} ({} chunks of {}, {:.1} s)",
-        report.ppl, ppl_stderr, report.chunks, args.ctx_size, seconds
+        "perplexity: {:.4} +/- {:.5} ({} chunks of {}, {} KV cache, {:.1} s)",
+        report.ppl,
+        ppl_stderr,
+        report.chunks,
+        args.ctx_size,
+        args.kv_type.engine(),
+        seconds
     )?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tern_engine::session::{chat_prompt, sampler_vocabulary};
+use tern_engine::session::{chat_prompt_with, sampler_vocabulary};
 use tern_engine::{GenerateOptions, Model, ModelOptions, Session, SessionOptions};
 use tern_kernels::pool::default_threads;
 use tern_sampler::{ConstrainedDecoder, Constraint, SamplingParams};
@@ -23,6 +23,7 @@ use tern_tokenizer::chat::{ChatTemplate, Message};
 
 use crate::cli::GlobalArgs;
 use crate::exit::{BAD_MODEL, Failure};
+use crate::kv::{self, KvTypeArg};
 use crate::model::{ResolvedModel, resolve_model};
 use crate::output;
 
@@ -80,15 +81,22 @@ pub struct SamplingArgs {
     /// Random seed (default: random)
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Context size in tokens (default: the model's, at most 4096)
+    /// Context size in tokens (default: the model's trained length, at most 4096)
     #[arg(short = 'c', long = "ctx-size", value_name = "N")]
     pub ctx_size: Option<usize>,
+    /// Type of the cached keys and values
+    #[arg(long = "kv-type", value_name = "TYPE", default_value = "f16")]
+    pub kv_type: KvTypeArg,
     /// Keep generating after end-of-generation tokens (they are never chosen)
     #[arg(long)]
     pub ignore_eos: bool,
     /// Stop before this text (repeatable)
     #[arg(long, value_name = "TEXT")]
     pub stop: Vec<String>,
+    /// Thinking mode of chat templates that have one (Qwen3's `enable_thinking`): true or
+    /// false (default: the template's own, thinking on for Qwen3)
+    #[arg(long, value_name = "BOOL")]
+    pub enable_thinking: Option<bool>,
     /// Threads the forward pass is split over (default: the physical cores this process
     /// may use)
     #[arg(short = 't', long, value_name = "N", env = "TERN_THREADS")]
@@ -96,6 +104,15 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
+    /// Extra variables for the chat template.
+    pub fn template_variables(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut variables = serde_json::Map::new();
+        if let Some(on) = self.enable_thinking {
+            variables.insert("enable_thinking".into(), on.into());
+        }
+        variables
+    }
+
     /// The sampler parameters.
     pub fn params(&self) -> SamplingParams {
         SamplingParams {
@@ -137,8 +154,11 @@ pub fn load(
 ) -> anyhow::Result<Loaded> {
     let resolved = resolve_model(global, model)?;
     let started = Instant::now();
-    let engine = Model::load(&resolved.path, ModelOptions::default())
-        .map_err(|e| bad_model(&resolved, e))?;
+    let options = ModelOptions {
+        kv_type: sampling.kv_type.engine(),
+        ..ModelOptions::default()
+    };
+    let engine = Model::load(&resolved.path, options).map_err(|e| bad_model(&resolved, e))?;
     let meta = engine.file().metadata();
     let tokenizer =
         Tokenizer::from_gguf(meta).with_context(|| format!("tokenizer of {}", resolved.display))?;
@@ -153,11 +173,25 @@ pub fn load(
     if context == 0 {
         bail!("--ctx-size must be positive");
     }
+    if context > trained && engine.config().context_length > 0 {
+        output::say(
+            global,
+            format!(
+                "tern: warning: --ctx-size {context} is beyond the {trained} positions {} was \
+                 trained on; expect poor output past them",
+                resolved.display
+            ),
+        );
+    }
     let options = SessionOptions {
         context,
         threads,
         ..SessionOptions::default()
     };
+    kv::check_memory(
+        global,
+        &engine.kv_cache_spec(1, context, options.ubatch.min(context)),
+    )?;
     let session = Session::new(Arc::new(engine), Arc::new(tokenizer), options)?;
     Ok(Loaded {
         model: resolved,
@@ -224,7 +258,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 messages
             }
         };
-        chat_prompt(&loaded.template, loaded.session.tokenizer(), &messages)?
+        let variables = args.sampling.template_variables();
+        chat_prompt_with(
+            &loaded.template,
+            loaded.session.tokenizer(),
+            &messages,
+            &variables,
+        )?
     };
     let prompt_tokens = loaded.session.tokenize_prompt(&prompt_text);
     let mut options = args.sampling.generate_options();

@@ -2,15 +2,14 @@
 //! derived layouts the SIMD kernels read, computed once per quantization so that every
 //! weight row (and every thread) reuses them.
 //!
-//! - Fewer rows than [`GEMM_MIN_TOKENS`] (decode) of Q8_0 / Q8_1: per row a
-//!   [`PairedRow`], the quants of each pair of blocks interleaved the way two 4-bit
-//!   weight blocks unpack in one 256-bit register (`[a0[0..16], a1[0..16], a0[16..32],
-//!   a1[16..32]]`), the block scales as f32, and per block the negated quant sum (to
-//!   fold a weight offset such as Q4_0's `-8` into the integer dot product) and the `s`
-//!   term of the weight minimums.
-//! - Several rows (prompt): [`GemmActivations`], the quants of all rows as one plain
-//!   `i8` matrix in value order, and per 32 values the scale, the `s` term and the
-//!   negated quant sum, per 16 values the negated quant sum.
+//! - Q8_0 / Q8_1 rows, any number: per row a [`PairedRow`] for the matrix-vector
+//!   kernels, the quants of each pair of blocks interleaved the way two 4-bit weight
+//!   blocks unpack in one 256-bit register (`[a0[0..16], a1[0..16], a0[16..32],
+//!   a1[16..32]]`), the block scales as f32 and the `s` term of the weight minimums.
+//! - Several rows (prompt, from [`GEMM_MIN_TOKENS`]): [`GemmActivations`], the quants of
+//!   all rows as one plain `i8` matrix in value order, per 32 values the scale and the
+//!   `s` term, and the negated quant sums the batched kernels fold weight offsets (Q4_0's
+//!   `-8`) and minimums with: per 4 values for Q8_0 / Q8_1, per 32 and 16 for Q8_K.
 //!
 //! Both are plain data derived from the ggml blocks by portable code; paths without a
 //! kernel that reads them ignore them.
@@ -39,6 +38,19 @@ pub struct QuantizedActivations {
     d: Vec<f32>,
     s: Vec<f32>,
     nsum16: Vec<i32>,
+    /// The batched layout of Q8_0 / Q8_1 rows, kept beside their paired layout.
+    gemm32: Gemm32,
+}
+
+/// Q8_0 / Q8_1 rows in the batched layout: quants in value order, per 32 values the
+/// scale and `s` term, per 4 values the negated quant sum.
+#[derive(Debug, Clone, Default)]
+struct Gemm32 {
+    ready: bool,
+    qs: Vec<i8>,
+    d: Vec<f32>,
+    s: Vec<f32>,
+    nsum4: Vec<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,14 +76,12 @@ pub(crate) struct ActRow<'a> {
 
 /// A Q8_0 / Q8_1 row laid out for the paired 32-value kernels (see the module docs).
 /// With `nb` blocks and `np = ceil(nb / 2)` pairs: `qs` has 64 bytes per pair (the odd
-/// last block's partner half is zero), `nsum` 8 lanes per pair (`-Σq` of the pair's
-/// first block in lane 0, of its second in lane 4, zeros elsewhere), `d` and `s` one
-/// value per block, zero-padded to a multiple of 8 blocks.
+/// last block's partner half is zero), `d` and `s` one value per block, zero-padded to
+/// a multiple of 8 blocks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PairedRow<'a> {
     pub blocks: usize,
     pub qs: &'a [i8],
-    pub nsum: &'a [i32],
     pub d: &'a [f32],
     pub s: &'a [f32],
 }
@@ -81,7 +91,8 @@ pub(crate) struct PairedRow<'a> {
 /// token and 32-value chunk: the activation scale (a Q8_K block's scale repeated over
 /// its chunks), the factor the weight minimums multiply (Q8_1: the stored `s`; Q8_0 and
 /// Q8_K: `d` times the chunk's quant sum), and the negated quant sum; `nsum16` has the
-/// negated quant sum of every 16 values.
+/// negated quant sum of every 16 values; `nsum4` (Q8_0 / Q8_1 only, else empty) that of
+/// every 4 values.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GemmActivations<'a> {
     pub n_tokens: usize,
@@ -91,6 +102,7 @@ pub(crate) struct GemmActivations<'a> {
     pub s: &'a [f32],
     pub nsum32: &'a [i32],
     pub nsum16: &'a [i32],
+    pub nsum4: &'a [i32],
 }
 
 /// From this many tokens on, a matmul uses the batched kernels (when the path has one
@@ -131,6 +143,7 @@ impl QuantizedActivations {
             d: Vec::new(),
             s: Vec::new(),
             nsum16: Vec::new(),
+            gemm32: Gemm32::default(),
         }
     }
 
@@ -182,6 +195,7 @@ impl QuantizedActivations {
         self.n_rows = n_rows;
         self.row_bytes = row_bytes;
         self.derived = Derived::None;
+        self.gemm32.ready = false;
         self.data.resize(n_rows * row_bytes, 0);
         if cols == 0 {
             return;
@@ -227,6 +241,7 @@ impl QuantizedActivations {
         self.n_rows = n_rows;
         self.row_bytes = row_bytes;
         self.derived = Derived::None;
+        self.gemm32.ready = false;
         self.data.clear();
         self.data.extend_from_slice(bytes);
         if cols > 0 {
@@ -237,14 +252,25 @@ impl QuantizedActivations {
 
     /// Derives the kernel layouts for the current rows.
     fn prepare(&mut self) {
-        if self.n_rows >= GEMM_MIN_TOKENS {
-            self.prepare_gemm();
-        } else {
-            match self.ty {
-                GgmlType::Q8_0 => self.prepare_paired::<BlockQ8_0>(),
-                GgmlType::Q8_1 => self.prepare_paired::<BlockQ8_1>(),
-                _ => {}
+        // The 32-value formats follow llama.cpp's per-output summation order for any
+        // token count (`quant::order`): the matrix-vector kernels always get the paired
+        // layout, the batched kernels (which sum in the same order) their own.
+        let batched = self.n_rows >= GEMM_MIN_TOKENS;
+        match self.ty {
+            GgmlType::Q8_0 => {
+                self.prepare_paired::<BlockQ8_0>();
+                if batched {
+                    self.prepare_gemm32::<BlockQ8_0>();
+                }
             }
+            GgmlType::Q8_1 => {
+                self.prepare_paired::<BlockQ8_1>();
+                if batched {
+                    self.prepare_gemm32::<BlockQ8_1>();
+                }
+            }
+            _ if batched => self.prepare_gemm(),
+            _ => {}
         }
     }
 
@@ -255,8 +281,6 @@ impl QuantizedActivations {
         let n = self.n_rows;
         self.qs.clear();
         self.qs.resize(n * pairs * 64, 0);
-        self.nsum.clear();
-        self.nsum.resize(n * pairs * 8, 0);
         self.d.clear();
         self.d.resize(n * padded, 0.0);
         self.s.clear();
@@ -264,7 +288,6 @@ impl QuantizedActivations {
         for t in 0..n {
             let blocks: &[B] = as_blocks(&self.data[t * self.row_bytes..][..self.row_bytes]);
             let qs = &mut self.qs[t * pairs * 64..][..pairs * 64];
-            let nsum = &mut self.nsum[t * pairs * 8..][..pairs * 8];
             let d = &mut self.d[t * padded..][..padded];
             let s = &mut self.s[t * padded..][..padded];
             for (b, block) in blocks.iter().enumerate() {
@@ -274,7 +297,6 @@ impl QuantizedActivations {
                 qs[base..base + 16].copy_from_slice(&q[..16]);
                 qs[base + 32..base + 48].copy_from_slice(&q[16..]);
                 let sum: i32 = q.iter().map(|&v| v as i32).sum();
-                nsum[p * 8 + half * 4] = -sum;
                 d[b] = bd;
                 s[b] = bs.unwrap_or(bd * sum as f32);
             }
@@ -293,8 +315,6 @@ impl QuantizedActivations {
         self.nsum.resize(n * chunks, 0);
         self.nsum16.resize(n * cols / 16, 0);
         match self.ty {
-            GgmlType::Q8_0 => self.prepare_gemm_32::<BlockQ8_0>(),
-            GgmlType::Q8_1 => self.prepare_gemm_32::<BlockQ8_1>(),
             GgmlType::Q8_K => {
                 for t in 0..n {
                     let blocks: &[BlockQ8K] =
@@ -320,23 +340,31 @@ impl QuantizedActivations {
         self.derived = Derived::Gemm;
     }
 
-    /// [`Self::prepare_gemm`] for the 32-value activation blocks.
-    fn prepare_gemm_32<B: Act32>(&mut self) {
-        for t in 0..self.n_rows {
+    /// Fills the [`Gemm32`] buffers from the blocks of every row.
+    fn prepare_gemm32<B: Act32>(&mut self) {
+        let (n, cols) = (self.n_rows, self.cols);
+        let g = &mut self.gemm32;
+        g.qs.resize(n * cols, 0);
+        g.d.resize(n * cols / 32, 0.0);
+        g.s.resize(n * cols / 32, 0.0);
+        g.nsum4.resize(n * cols / 4, 0);
+        for t in 0..n {
             let blocks: &[B] = as_blocks(&self.data[t * self.row_bytes..][..self.row_bytes]);
             for (i, b) in blocks.iter().enumerate() {
                 let (d, s, qs) = b.parts();
-                let c = t * (self.cols / 32) + i;
-                self.qs[c * 32..(c + 1) * 32].copy_from_slice(qs);
-                let lo: i32 = qs[..16].iter().map(|&q| q as i32).sum();
-                let hi: i32 = qs[16..].iter().map(|&q| q as i32).sum();
-                self.nsum16[2 * c] = -lo;
-                self.nsum16[2 * c + 1] = -hi;
-                self.nsum[c] = -(lo + hi);
-                self.d[c] = d;
-                self.s[c] = s.unwrap_or(d * (lo + hi) as f32);
+                let c = t * (cols / 32) + i;
+                g.qs[c * 32..(c + 1) * 32].copy_from_slice(qs);
+                let mut sum = 0;
+                for (l, quad) in qs.chunks_exact(4).enumerate() {
+                    let q: i32 = quad.iter().map(|&q| q as i32).sum();
+                    g.nsum4[c * 8 + l] = -q;
+                    sum += q;
+                }
+                g.d[c] = d;
+                g.s[c] = s.unwrap_or(d * sum as f32);
             }
         }
+        g.ready = true;
     }
 
     /// Row `t` for the matrix-vector kernels.
@@ -346,7 +374,6 @@ impl QuantizedActivations {
         let paired = (self.derived == Derived::Paired).then(|| PairedRow {
             blocks: nb,
             qs: &self.qs[t * pairs * 64..][..pairs * 64],
-            nsum: &self.nsum[t * pairs * 8..][..pairs * 8],
             d: &self.d[t * padded..][..padded],
             s: &self.s[t * padded..][..padded],
         });
@@ -358,6 +385,20 @@ impl QuantizedActivations {
 
     /// The batched-matmul view of the rows, if it was prepared.
     pub(crate) fn gemm_view(&self) -> Option<GemmActivations<'_>> {
+        let n = self.n_rows * self.cols;
+        if self.gemm32.ready {
+            let g = &self.gemm32;
+            return Some(GemmActivations {
+                n_tokens: self.n_rows,
+                cols: self.cols,
+                qs: &g.qs[..n],
+                d: &g.d[..n / 32],
+                s: &g.s[..n / 32],
+                nsum32: &[],
+                nsum16: &[],
+                nsum4: &g.nsum4[..n / 4],
+            });
+        }
         (self.derived == Derived::Gemm).then(|| GemmActivations {
             n_tokens: self.n_rows,
             cols: self.cols,
@@ -366,6 +407,7 @@ impl QuantizedActivations {
             s: &self.s[..self.n_rows * self.cols / 32],
             nsum32: &self.nsum[..self.n_rows * self.cols / 32],
             nsum16: &self.nsum16[..self.n_rows * self.cols / 16],
+            nsum4: &[],
         })
     }
 

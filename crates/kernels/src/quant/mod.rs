@@ -22,6 +22,7 @@
 //! tests measure it against llama.cpp's own `vec_dot`).
 
 pub mod float;
+pub(crate) mod order;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
@@ -45,6 +46,7 @@ use crate::error::KernelError;
 /// so that the compiler vectorizes it; integer sums are exact, so the order does not
 /// matter (ggml's generic code splits it into two half sums).
 #[inline]
+#[allow(dead_code)]
 pub(crate) fn dot_i8_32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
     let mut sum = 0i32;
     for (&x, &y) in a.iter().zip(b) {
@@ -120,7 +122,14 @@ pub(crate) struct RowKernels {
     /// faster than one `dot` per row; otherwise the matmul calls `dot` row by row.
     pub matvec: Option<MatVecFn>,
     /// The batched (several tokens) matmul of this path, when it has one for the type.
+    /// It computes every token in the order of `grouped_dot` when that is set, else in
+    /// the order of `dot`.
     pub gemm: Option<crate::matmul::GemmFn>,
+    /// For Q4_K, the per-token dot product in the order llama.cpp's x86 backend uses for
+    /// the tokens of a batch in whole groups of 4 (its repacked `gemm`, which sums per 64
+    /// values where the matrix-vector kernel sums per 256); those tokens take this
+    /// order, the last `n % 4` that of `dot`. `None`: every token takes `dot`'s order.
+    pub grouped_dot: Option<DotFn>,
 }
 
 /// The kernels for weights of type `ty` on the path chosen for this process
@@ -192,6 +201,10 @@ pub(crate) fn scalar_row_kernels(ty: GgmlType) -> Option<RowKernels> {
         activation,
         matvec: None,
         gemm: None,
+        grouped_dot: match ty {
+            T::Q4_K => Some(|w, a| q4_k::vec_dot_batched(as_blocks(w), as_blocks(a))),
+            _ => None,
+        },
     })
 }
 

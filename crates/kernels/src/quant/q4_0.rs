@@ -3,7 +3,7 @@
 //! `ggml_vec_dot_q4_0_q8_0_generic` (ggml/src/ggml-cpu/quants.c). The dot product's
 //! activation side is Q8_0.
 
-use super::dot_i8_32;
+use super::order::{Lanes8, lane_sums};
 use crate::blocks::{BlockQ4_0, BlockQ8_0, F16Le, QK};
 
 /// Quantizes `x` (32 values per block) as ggml's reference quantizer does: the scale
@@ -50,21 +50,19 @@ pub fn dequantize(blocks: &[BlockQ4_0], out: &mut [f32]) {
     }
 }
 
-/// Dot product with a Q8_0 activation row: exact integer sums per block, then
-/// `sumi * d_w * d_a` accumulated in f32 block by block. (llama.cpp's AVX2/NEON
-/// versions keep 8 or 4 f32 lanes and fuse the multiply-add, so their rounding differs
-/// in the last bits.)
+/// Dot product with the activation row in the summation order of llama.cpp's x86
+/// backend ([`super::order`]): 8 lane sums per block fused into 8 accumulators by
+/// `d_w · d_a`.
 pub fn vec_dot(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "q4_0 vec_dot: block count mismatch");
-    let mut sumf = 0.0f32;
+    let mut acc = Lanes8::default();
     for (x, y) in w.iter().zip(a) {
         let mut q = [0i8; QK];
         for j in 0..QK / 2 {
             q[j] = (x.qs[j] & 0x0F) as i8 - 8;
             q[j + QK / 2] = (x.qs[j] >> 4) as i8 - 8;
         }
-        let sumi = dot_i8_32(&q, &y.qs);
-        sumf += sumi as f32 * x.d.to_f32() * y.d.to_f32();
+        acc.add_block(x.d.to_f32() * y.d.to_f32(), &lane_sums(&q, &y.qs));
     }
-    sumf
+    acc.finish(false)
 }

@@ -3,7 +3,7 @@
 //! `ggml_vec_dot_q4_1_q8_1_generic` (ggml/src/ggml-cpu/quants.c). The activation side
 //! is Q8_1, whose stored `s = d * sum(q)` applies the minimum in one multiply.
 
-use super::dot_i8_32;
+use super::order::{Lanes8, lane_sums};
 use crate::blocks::{BlockQ4_1, BlockQ8_1, F16Le, QK};
 
 /// Quantizes `x` as ggml's reference quantizer does: `d = (max - min) / 15`, `m = min`.
@@ -51,19 +51,20 @@ pub fn dequantize(blocks: &[BlockQ4_1], out: &mut [f32]) {
     }
 }
 
-/// Dot product with a Q8_1 activation row: per block
-/// `(d_w * d_a) * sumi + m_w * s_a`, accumulated in f32.
+/// Dot product with the activation row in the summation order of llama.cpp's x86
+/// backend ([`super::order`]): 8 lane sums per block fused into 8 accumulators by
+/// `d_w · d_a`, `m_w · s_a` in their own fused sum.
 pub fn vec_dot(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     assert_eq!(w.len(), a.len(), "q4_1 vec_dot: block count mismatch");
-    let mut sumf = 0.0f32;
+    let mut acc = Lanes8::default();
     for (x, y) in w.iter().zip(a) {
         let mut q = [0i8; QK];
         for j in 0..QK / 2 {
             q[j] = (x.qs[j] & 0x0F) as i8;
             q[j + QK / 2] = (x.qs[j] >> 4) as i8;
         }
-        let sumi = dot_i8_32(&q, &y.qs);
-        sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
+        acc.add_min(x.m.to_f32(), y.s.to_f32());
+        acc.add_block(x.d.to_f32() * y.d.to_f32(), &lane_sums(&q, &y.qs));
     }
-    sumf
+    acc.finish(true)
 }

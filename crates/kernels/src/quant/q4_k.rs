@@ -50,38 +50,60 @@ fn unpack(block: &BlockQ4K) -> [u8; QK_K] {
     out
 }
 
-/// Dot product with a Q8_K activation row. Integer products are gathered in 8 lanes
-/// (lane = value index mod 8) times each group's scale; per block the lanes are scaled
-/// by `d_w * d_a` into 8 f32 sums and `dmin_w * d_a * sum(bsums * m)` is subtracted from
-/// a separate f32 total, to which the 8 sums are added at the end — ggml's generic
-/// order. llama.cpp's AVX2 version instead sums per block in one fused-multiply-add
-/// vector, so its last bits differ.
+/// The exact integer sums of one super-block: per 32-value group `g`, `sc_g · Σ q·a`
+/// (`groups`), and `m_g · (bsum_{2g} + bsum_{2g+1})` (`mins`). Bounds: a group's
+/// products sum to at most 32 · 15 · 127 < 2^16, times a 6-bit scale < 2^22; a pair of
+/// 16-value sums is at most 4064, times a 6-bit minimum < 2^18.
+#[inline]
+fn group_sums(x: &BlockQ4K, y: &BlockQ8K) -> ([i32; 8], [i32; 8]) {
+    let q = unpack(x);
+    let mut groups = [0i32; 8];
+    let mut mins = [0i32; 8];
+    for (g, (q, a)) in q.chunks_exact(32).zip(y.qs.chunks_exact(32)).enumerate() {
+        let (scale, min) = scale_min_k4(g, &x.scales);
+        let p: i32 = q.iter().zip(a).map(|(&q, &a)| q as i32 * a as i32).sum();
+        groups[g] = scale as i32 * p;
+        mins[g] = min as i32 * (y.bsum(2 * g) as i32 + y.bsum(2 * g + 1) as i32);
+    }
+    (groups, mins)
+}
+
+/// Dot product with a Q8_K activation row in the order of llama.cpp's x86 repacked
+/// matrix-vector kernel (`ggml_gemv_q4_K_8x8_q8_K`, ggml-cpu/arch/x86/repack.cpp), which
+/// the goldens' build runs for every Q4_K matrix with a multiple of 8 rows and fewer
+/// than 4 tokens (and for the last `n % 4` tokens of a batch): per super-block, the
+/// exact integer `Σ_g sc_g · Σ q·a` is converted once and fused into one f32 sum by
+/// `d_w · d_a`, the minimum term `Σ_g m_g · (bsum_{2g} + bsum_{2g+1})` into another by
+/// `dmin_w · d_a`; the second is subtracted at the end.
 pub fn vec_dot(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
     assert_eq!(w.len(), a.len(), "q4_K vec_dot: block count mismatch");
-    let mut sums = [0.0f32; 8];
-    let mut sumf = 0.0f32;
+    let (mut acc, mut acc_min) = (0.0f32, 0.0f32);
     for (x, y) in w.iter().zip(a) {
-        let q = unpack(x);
-        let mut aux32 = [0i32; 8];
-        let mut sumi = 0i32;
-        for (group, (q, q8)) in q.chunks_exact(32).zip(y.qs.chunks_exact(32)).enumerate() {
-            let (scale, min) = scale_min_k4(group, &x.scales);
-            for (q, q8) in q.chunks_exact(8).zip(q8.chunks_exact(8)) {
-                for l in 0..8 {
-                    aux32[l] += scale as i32 * (q[l] as i32 * q8[l] as i32);
-                }
-            }
-            sumi += min as i32 * (y.bsum(2 * group) as i32 + y.bsum(2 * group + 1) as i32);
-        }
-        let d = x.d.to_f32() * y.d();
-        for (s, &v) in sums.iter_mut().zip(&aux32) {
-            *s += d * v as f32;
-        }
-        let dmin = x.dmin.to_f32() * y.d();
-        sumf -= dmin * sumi as f32;
+        let (groups, mins) = group_sums(x, y);
+        let sum: i32 = groups.iter().sum();
+        let min: i32 = mins.iter().sum();
+        acc = (sum as f32).mul_add(x.d.to_f32() * y.d(), acc);
+        acc_min = (min as f32).mul_add(x.dmin.to_f32() * y.d(), acc_min);
     }
-    for s in sums {
-        sumf += s;
+    acc - acc_min
+}
+
+/// Dot product in the order of llama.cpp's x86 repacked batched kernel
+/// (`ggml_gemm_q4_K_8x8_q8_K`), which the goldens' build runs for the tokens of a batch
+/// in whole groups of 4: as [`vec_dot`], but the f32 sums take one fused multiply-add
+/// per 64 values (two groups) instead of one per super-block.
+pub fn vec_dot_batched(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "q4_K vec_dot: block count mismatch");
+    let (mut acc, mut acc_min) = (0.0f32, 0.0f32);
+    for (x, y) in w.iter().zip(a) {
+        let (groups, mins) = group_sums(x, y);
+        let (d, dmin) = (x.d.to_f32() * y.d(), x.dmin.to_f32() * y.d());
+        for pair in 0..4 {
+            let sum = groups[2 * pair] + groups[2 * pair + 1];
+            let min = mins[2 * pair] + mins[2 * pair + 1];
+            acc = (sum as f32).mul_add(d, acc);
+            acc_min = (min as f32).mul_add(dmin, acc_min);
+        }
     }
-    sumf
+    acc - acc_min
 }

@@ -2,7 +2,7 @@
 //! ggml's `quantize_row_q5_0_ref` / `dequantize_row_q5_0` (ggml/src/ggml-quants.c) and
 //! `ggml_vec_dot_q5_0_q8_0_generic` (ggml/src/ggml-cpu/quants.c). Activations: Q8_0.
 
-use super::dot_i8_32;
+use super::order::{Lanes8, lane_sums};
 use crate::blocks::{BlockQ5_0, BlockQ8_0, F16Le, QK};
 
 /// Quantizes `x` as ggml's reference quantizer does: the value of largest magnitude,
@@ -54,10 +54,12 @@ pub fn dequantize(blocks: &[BlockQ5_0], out: &mut [f32]) {
     }
 }
 
-/// Dot product with a Q8_0 activation row: per block `(d_w * d_a) * sumi`, in f32.
+/// Dot product with the activation row in the summation order of llama.cpp's x86
+/// backend ([`super::order`]): 8 lane sums per block fused into 8 accumulators by
+/// `d_w · d_a`.
 pub fn vec_dot(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "q5_0 vec_dot: block count mismatch");
-    let mut sumf = 0.0f32;
+    let mut acc = Lanes8::default();
     for (x, y) in w.iter().zip(a) {
         let qh = x.high_bits();
         let mut q = [0i8; QK];
@@ -67,8 +69,7 @@ pub fn vec_dot(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
             q[j] = ((x.qs[j] & 0x0F) as u32 | xh0) as i8 - 16;
             q[j + QK / 2] = ((x.qs[j] >> 4) as u32 | xh1) as i8 - 16;
         }
-        let sumi = dot_i8_32(&q, &y.qs);
-        sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32;
+        acc.add_block(x.d.to_f32() * y.d.to_f32(), &lane_sums(&q, &y.qs));
     }
-    sumf
+    acc.finish(false)
 }

@@ -2,7 +2,7 @@
 //! ggml's `quantize_row_q5_1_ref` / `dequantize_row_q5_1` (ggml/src/ggml-quants.c) and
 //! `ggml_vec_dot_q5_1_q8_1_generic` (ggml/src/ggml-cpu/quants.c). Activations: Q8_1.
 
-use super::dot_i8_32;
+use super::order::{Lanes8, lane_sums};
 use crate::blocks::{BlockQ5_1, BlockQ8_1, F16Le, QK};
 
 /// Quantizes `x` as ggml's reference quantizer does: `d = (max - min) / 31`, `m = min`.
@@ -59,11 +59,12 @@ pub fn dequantize(blocks: &[BlockQ5_1], out: &mut [f32]) {
     }
 }
 
-/// Dot product with a Q8_1 activation row: per block
-/// `(d_w * d_a) * sumi + m_w * s_a`, accumulated in f32.
+/// Dot product with the activation row in the summation order of llama.cpp's x86
+/// backend ([`super::order`]): 8 lane sums per block fused into 8 accumulators by
+/// `d_w · d_a`, `m_w · s_a` in their own fused sum.
 pub fn vec_dot(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
     assert_eq!(w.len(), a.len(), "q5_1 vec_dot: block count mismatch");
-    let mut sumf = 0.0f32;
+    let mut acc = Lanes8::default();
     for (x, y) in w.iter().zip(a) {
         let qh = x.high_bits();
         let mut q = [0i8; QK];
@@ -73,8 +74,8 @@ pub fn vec_dot(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
             q[j] = ((x.qs[j] & 0x0F) as u32 | xh0) as i8;
             q[j + QK / 2] = ((x.qs[j] >> 4) as u32 | xh1) as i8;
         }
-        let sumi = dot_i8_32(&q, &y.qs);
-        sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
+        acc.add_min(x.m.to_f32(), y.s.to_f32());
+        acc.add_block(x.d.to_f32() * y.d.to_f32(), &lane_sums(&q, &y.qs));
     }
-    sumf
+    acc.finish(true)
 }

@@ -4,6 +4,7 @@
 //! ggml's `dequantize_row_q6_K` (ggml/src/ggml-quants.c) and
 //! `ggml_vec_dot_q6_K_q8_K_generic` (ggml/src/ggml-cpu/quants.c).
 
+use super::order;
 use crate::blocks::{BlockQ6K, BlockQ8K, QK_K};
 
 /// The 256 signed quants (-32..32) of a block in value order. Each half of 128 values
@@ -45,29 +46,35 @@ pub fn dequantize(blocks: &[BlockQ6K], out: &mut [f32]) {
     }
 }
 
-/// Dot product with a Q8_K activation row: 8 integer lanes (lane = value index mod 8)
-/// times each group's scale, scaled per block by `d_w * d_a` into 8 f32 sums that are
-/// added at the end (ggml's generic order).
+/// Dot product with a Q8_K activation row in the order of llama.cpp's x86
+/// `ggml_vec_dot_q6_K_q8_K` (ggml-cpu/arch/x86/quants.c, its AVX2 branch, which the
+/// goldens' AVX-512 build runs for every Q6_K matmul: neither repacking nor llamafile
+/// takes Q6_K on x86). Per super-block, 8 exact i32 lanes: lane `l` sums
+/// `sc · q · a` over values `4l..4l+4` of every 32-value chunk (`q` unsigned, 0..64,
+/// `sc` the value's 16-group scale) minus `32 · (sc_{2l} · bsum_{2l} + sc_{2l+1} ·
+/// bsum_{2l+1})` (the `-32` offset, taken through the activation sums); each lane is
+/// converted and fused into its f32 lane by `d_w · d_a`; the lanes are reduced as
+/// `hsum_float_8` ([`order`]). Bounds: a lane sums 32 products of at most
+/// 63 · 127 · 128 in magnitude (< 2^25) and an offset below 2^22.
 pub fn vec_dot(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
     assert_eq!(w.len(), a.len(), "q6_K vec_dot: block count mismatch");
-    let mut sums = [0.0f32; 8];
+    let mut acc = [0.0f32; 8];
     for (x, y) in w.iter().zip(a) {
         let q = unpack(x);
-        let mut aux32 = [0i32; 8];
-        for (group, (q, q8)) in q.chunks_exact(16).zip(y.qs.chunks_exact(16)).enumerate() {
-            let scale = x.scales[group] as i32;
-            for (l, (&a, &b)) in q.iter().zip(q8).enumerate() {
-                aux32[l % 8] += scale * (a as i32 * b as i32);
-            }
+        let mut lanes = [0i32; 8];
+        for (i, (&q, &a)) in q.iter().zip(&y.qs).enumerate() {
+            let scale = x.scales[i / 16] as i32;
+            lanes[(i % 32) / 4] += scale * ((q as i32 + 32) * a as i32);
         }
-        let d = x.d.to_f32() * y.d();
-        for (s, &v) in sums.iter_mut().zip(&aux32) {
-            *s += d * v as f32;
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let offset = x.scales[2 * l] as i32 * y.bsum(2 * l) as i32
+                + x.scales[2 * l + 1] as i32 * y.bsum(2 * l + 1) as i32;
+            *lane -= 32 * offset;
+        }
+        let d = y.d() * x.d.to_f32();
+        for (s, &v) in acc.iter_mut().zip(&lanes) {
+            *s = d.mul_add(v as f32, *s);
         }
     }
-    let mut sumf = 0.0f32;
-    for s in sums {
-        sumf += s;
-    }
-    sumf
+    order::hsum8(&acc)
 }

@@ -4,6 +4,7 @@
 //! `quantize_row_q8_0_ref` / `dequantize_row_q8_0` (ggml/src/ggml-quants.c) and
 //! `ggml_vec_dot_q8_0_q8_0_generic` (ggml/src/ggml-cpu/quants.c).
 
+use super::order::{Lanes8, lane_sums};
 use crate::blocks::{BlockQ8_0, F16Le, QK};
 
 /// Quantizes `x` as ggml's reference quantizer does: `d = amax / 127`, `q = round(x / d)`
@@ -41,19 +42,16 @@ pub fn dequantize(blocks: &[BlockQ8_0], out: &mut [f32]) {
     }
 }
 
-/// Dot product of two Q8_0 rows: per block `sumi * (d_w * d_a)`, accumulated in f32.
+/// Dot product with the activation row in the summation order of llama.cpp's x86
+/// backend ([`super::order`]): 8 lane sums per block fused into 8 accumulators by
+/// `d_w · d_a`.
 pub fn vec_dot(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "q8_0 vec_dot: block count mismatch");
-    let mut sumf = 0.0f32;
+    let mut acc = Lanes8::default();
     for (x, y) in w.iter().zip(a) {
-        let sumi: i32 =
-            x.qs.iter()
-                .zip(&y.qs)
-                .map(|(&p, &q)| p as i32 * q as i32)
-                .sum();
-        sumf += sumi as f32 * (x.d.to_f32() * y.d.to_f32());
+        acc.add_block(x.d.to_f32() * y.d.to_f32(), &lane_sums(&x.qs, &y.qs));
     }
-    sumf
+    acc.finish(false)
 }
 
 #[cfg(test)]

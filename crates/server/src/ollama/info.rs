@@ -92,6 +92,31 @@ pub async fn tags(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/ps`.
+/// A model's usage statistics (tern's addition to `/api/ps`; Ollama clients ignore
+/// fields they do not know): what `tern ps` shows.
+fn stats_json(s: &tern_runtime::ModelStats) -> Value {
+    let evictions: Vec<Value> = s
+        .evictions
+        .iter()
+        .map(|e| json!({"at": rfc3339(e.at), "reason": e.reason.to_string()}))
+        .collect();
+    json!({
+        "requests": s.requests,
+        "tokens_in": s.tokens_in,
+        "tokens_out": s.tokens_out,
+        "loads": s.loads,
+        "load_time_ms": s.load_time.map(|d| d.as_millis() as u64),
+        "last_used": s.last_used.map(rfc3339),
+        "eviction_count": s.eviction_count,
+        "evictions": evictions,
+        "forward_calls": s.forward_calls,
+        "prefix_reused_tokens": s.prefix_reused_tokens,
+        "cancelled": s.cancelled,
+        "rejected_queue_full": s.rejected_queue_full,
+        "timeouts": s.timeouts,
+    })
+}
+
 pub async fn ps(State(state): State<AppState>) -> Json<Value> {
     let loaded = state.runtime().loaded();
     let models = state.runtime().models();
@@ -126,6 +151,8 @@ pub async fn ps(State(state): State<AppState>) -> Json<Value> {
                 },
                 "in_flight": l.in_flight,
                 "pinned": l.pinned,
+                "size_measured": l.bytes_measured,
+                "stats": stats_json(&l.stats),
             })
         })
         .collect();

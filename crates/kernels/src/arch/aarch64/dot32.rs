@@ -2,17 +2,15 @@
 //! 8-bit activation blocks on 128-bit NEON registers — the decode (matrix-vector)
 //! kernels of SmolLM2 (Q4_1), Gemma 3 (Q5_0, Q8_0) and every Q4_0/Q8_0 file.
 //!
-//! Per block, as llama.cpp's NEON `ggml_vec_dot_q*_q8_*` (ggml-cpu/arch/arm/quants.c):
-//! the 16 packed weight bytes are expanded to two registers of 16 quants (low nibbles =
-//! values 0..16, high nibbles = values 16..32, plus the fifth bits for Q5), multiplied
-//! with the 32 activation quants into four exact i32 lanes ([`I8Dot`]: `sdot`, or
-//! `smull` + `sadalp` without dotprod), converted to f32 and accumulated with one fused
-//! multiply-add by `d_w * d_a`. A row's blocks alternate between two accumulators so
-//! that one block's multiply-add does not wait for the previous one; Q4_1/Q5_1's
-//! `m_w * s_a` terms go to two scalar sums the same way. The integer part is exact; only
-//! the order of the f32 sums differs from the scalar reference, which adds
-//! `sumi * d_w * d_a` block by block (the tests name the tolerance, and check
-//! bit-exactness on inputs whose sums are exact in any order).
+//! Every output follows llama.cpp's x86 summation order ([`crate::quant::order`]), so
+//! these give the scalar reference's bits (and the x86 paths'): per block, the 16
+//! packed weight bytes are expanded to two registers of 16 quants (low nibbles = values
+//! 0..16, high nibbles = values 16..32, plus the fifth bits for Q5), each multiplied
+//! with its 16 activation quants into four exact i32 lanes of 4 values ([`I8Dot`]:
+//! `sdot`, or `smull` + pairwise adds without dotprod), converted to f32 and fused into
+//! its accumulator by `d_w * d_a` — ggml's 8 lanes as two registers; Q4_1/Q5_1's
+//! `m_w * s_a` terms go to one scalar fused sum in block order; the final reduction is
+//! `hsum_float_8`'s.
 //!
 //! [`rows`] computes one or two weight rows against the same activation row: the
 //! matrix-vector kernel ([`matvec`]) takes rows in pairs, so each activation block is
@@ -235,20 +233,21 @@ impl Format32 for Q8_0 {
     }
 }
 
-/// One row's running sums: two f32 accumulators (even and odd blocks) and two minimum
-/// sums.
+/// One row's running sums in llama.cpp's x86 order ([`crate::quant::order`]): ggml's 8
+/// f32 lane accumulators as two registers (lanes 0..4 for values 0..16 of each block,
+/// 4..8 for values 16..32) and the scalar minimum sum.
 #[derive(Clone, Copy)]
 struct RowSums {
     acc: [float32x4_t; 2],
-    min: [f32; 2],
+    min: f32,
 }
 
-/// Adds block `w` times the activation block (quants `a`, scale `da`, `s` term `sa`)
-/// to accumulator `k` of `sums`.
+/// Adds block `w` times the activation block (quants `a`, scale `da`, `s` term `sa`) to
+/// `sums`: per 16 values, 4 exact lane sums of 4 values each (`sdot`'s grouping, which
+/// is ggml's), fused into their accumulators by `d_w · d_a`.
 #[inline(always)]
 unsafe fn step<F: Format32, D: I8Dot>(
     sums: &mut RowSums,
-    k: usize,
     w: &F::W,
     a: (int8x16_t, int8x16_t),
     da: f32,
@@ -258,11 +257,25 @@ unsafe fn step<F: Format32, D: I8Dot>(
     // contract.
     unsafe {
         let (low, high) = F::quants(w);
-        let ints = D::dot(D::dot(vdupq_n_s32(0), low, a.0), high, a.1);
-        sums.acc[k] = vfmaq_n_f32(sums.acc[k], vcvtq_f32_s32(ints), F::d(w) * da);
+        let zero = vdupq_n_s32(0);
+        let d = F::d(w) * da;
         if F::MIN {
-            sums.min[k] += F::m(w) * sa;
+            sums.min = F::m(w).mul_add(sa, sums.min);
         }
+        sums.acc[0] = vfmaq_n_f32(sums.acc[0], vcvtq_f32_s32(D::dot(zero, low, a.0)), d);
+        sums.acc[1] = vfmaq_n_f32(sums.acc[1], vcvtq_f32_s32(D::dot(zero, high, a.1)), d);
+    }
+}
+
+/// ggml's `hsum_float_8` of the two accumulators, plus the minimum sum.
+#[inline(always)]
+unsafe fn finish<F: Format32>(s: &RowSums) -> f32 {
+    // SAFETY: register operations only.
+    unsafe {
+        let t = vaddq_f32(s.acc[0], s.acc[1]);
+        let u = vadd_f32(vget_low_f32(t), vget_high_f32(t));
+        let total = vget_lane_f32::<0>(u) + vget_lane_f32::<1>(u);
+        if F::MIN { total + s.min } else { total }
     }
 }
 
@@ -284,32 +297,20 @@ pub(crate) unsafe fn rows<F: Format32, D: I8Dot, const R: usize>(
     unsafe {
         let zero = RowSums {
             acc: [vdupq_n_f32(0.0); 2],
-            min: [0.0; 2],
+            min: 0.0,
         };
         let mut sums = [zero; R];
         let load = |b: &F::A| (load_i8(b.qs().as_ptr()), load_i8(b.qs().as_ptr().add(16)));
-        let whole = a.len() / 2 * 2;
-        for b in (0..whole).step_by(2) {
-            let (a0, a1) = (&a[b], &a[b + 1]);
-            let (q0, q1) = (load(a0), load(a1));
-            let (d0, d1) = (a0.d(), a1.d());
-            let (s0, s1) = if F::MIN { (a0.s(), a1.s()) } else { (0.0, 0.0) };
+        for (b, act) in a.iter().enumerate() {
+            let (q, d) = (load(act), act.d());
+            let s = if F::MIN { act.s() } else { 0.0 };
             for (sums, w) in sums.iter_mut().zip(&w) {
-                step::<F, D>(sums, 0, &w[b], q0, d0, s0);
-                step::<F, D>(sums, 1, &w[b + 1], q1, d1, s1);
-            }
-        }
-        if whole < a.len() {
-            let last = &a[whole];
-            let (q, d) = (load(last), last.d());
-            let s = if F::MIN { last.s() } else { 0.0 };
-            for (sums, w) in sums.iter_mut().zip(&w) {
-                step::<F, D>(sums, 0, &w[whole], q, d, s);
+                step::<F, D>(sums, &w[b], q, d, s);
             }
         }
         let mut out = [0.0f32; R];
         for (o, s) in out.iter_mut().zip(&sums) {
-            *o = vaddvq_f32(vaddq_f32(s.acc[0], s.acc[1])) + (s.min[0] + s.min[1]);
+            *o = finish::<F>(s);
         }
         out
     }

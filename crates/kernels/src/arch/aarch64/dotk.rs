@@ -118,7 +118,8 @@ fn check_rows<W, const R: usize>(w: &[&[W]; R], blocks: usize) {
     }
 }
 
-/// Q4_K · Q8_K for `R` rows.
+/// Q4_K · Q8_K for `R` rows, in the order of `quant::q4_k::vec_dot` (`BATCHED`:
+/// `vec_dot_batched`, one fused multiply-add per 64 values instead of per super-block).
 ///
 /// Integer bounds per super-block: a 32-value group sums at most 32 · 15 · 128 = 61440
 /// in magnitude, times a scale < 64, eight groups: < 2^25.
@@ -128,12 +129,13 @@ fn check_rows<W, const R: usize>(w: &[&[W]; R], blocks: usize) {
 #[inline(always)]
 // Several per-row arrays are indexed by the same row number.
 #[allow(clippy::needless_range_loop)]
-pub(crate) unsafe fn rows_q4_k<D: I8Dot, const R: usize>(
+pub(crate) unsafe fn rows_q4_k<D: I8Dot, const R: usize, const BATCHED: bool>(
     w: [&[BlockQ4K]; R],
     a: &[BlockQ8K],
 ) -> [f32; R] {
     check_rows(&w, a.len());
-    let mut sumf = [0.0f32; R];
+    let mut total = [0.0f32; R];
+    let mut total_min = [0.0f32; R];
     for (i, y) in a.iter().enumerate() {
         // SAFETY: block `i` exists in every row (checked); `qs` is 128 bytes read in
         // 32-byte steps, the activation quants 256 bytes read in 64-byte steps;
@@ -141,12 +143,20 @@ pub(crate) unsafe fn rows_q4_k<D: I8Dot, const R: usize>(
         unsafe {
             let (b0, b1) = bsums(y);
             let pairs = vpaddq_s16(b0, b1);
+            let mut pair_sums = [0i16; 8];
+            vst1q_s16(pair_sums.as_mut_ptr(), pairs);
             let mut scales = [[0u8; 8]; R];
+            let mut mins = [[0u8; 8]; R];
             let mut summ = [0i32; R];
+            let (mut d, mut dmin) = ([0.0f32; R], [0.0f32; R]);
             for r in 0..R {
-                let (s, m) = scales_and_mins(&w[r][i].scales);
+                let x = &w[r][i];
+                let (s, m) = scales_and_mins(&x.scales);
                 scales[r] = s;
+                mins[r] = m;
                 summ[r] = min_sum(m, pairs);
+                d[r] = f16_to_f32(x.d.0) * y.d();
+                dmin[r] = f16_to_f32(x.dmin.0) * y.d();
             }
             let mask = vdupq_n_u8(0x0F);
             let mut acc = [vdupq_n_s32(0); R];
@@ -157,19 +167,31 @@ pub(crate) unsafe fn rows_q4_k<D: I8Dot, const R: usize>(
                     let (q0, q1) = (load_u8(q), load_u8(q.add(16)));
                     let low = dot_32::<D>(vandq_u8(q0, mask), vandq_u8(q1, mask), act[0], act[1]);
                     let high = dot_32::<D>(vshrq_n_u8(q0, 4), vshrq_n_u8(q1, 4), act[2], act[3]);
-                    acc[r] = vmlaq_n_s32(acc[r], low, scales[r][2 * pair] as i32);
-                    acc[r] = vmlaq_n_s32(acc[r], high, scales[r][2 * pair + 1] as i32);
+                    let sum = vmlaq_n_s32(
+                        vmulq_n_s32(low, scales[r][2 * pair] as i32),
+                        high,
+                        scales[r][2 * pair + 1] as i32,
+                    );
+                    if BATCHED {
+                        let (g0, g1) = (2 * pair, 2 * pair + 1);
+                        let min = mins[r][g0] as i32 * pair_sums[g0] as i32
+                            + mins[r][g1] as i32 * pair_sums[g1] as i32;
+                        total[r] = (vaddvq_s32(sum) as f32).mul_add(d[r], total[r]);
+                        total_min[r] = (min as f32).mul_add(dmin[r], total_min[r]);
+                    } else {
+                        acc[r] = vaddq_s32(acc[r], sum);
+                    }
                 }
             }
-            for r in 0..R {
-                let x = &w[r][i];
-                let d = f16_to_f32(x.d.0) * y.d();
-                let dmin = f16_to_f32(x.dmin.0) * y.d();
-                sumf[r] += d * vaddvq_s32(acc[r]) as f32 - dmin * summ[r] as f32;
+            if !BATCHED {
+                for r in 0..R {
+                    total[r] = (vaddvq_s32(acc[r]) as f32).mul_add(d[r], total[r]);
+                    total_min[r] = (summ[r] as f32).mul_add(dmin[r], total_min[r]);
+                }
             }
         }
     }
-    sumf
+    std::array::from_fn(|r| total[r] - total_min[r])
 }
 
 /// Q5_K · Q8_K for `R` rows: as Q4_K, each group taking its fifth bits from one bit of
@@ -236,20 +258,18 @@ pub(crate) unsafe fn rows_q5_k<D: I8Dot, const R: usize>(
     sumf
 }
 
-/// The four lane totals of four vectors: `[Σa, Σb, Σc, Σd]`.
-#[inline(always)]
-unsafe fn totals_4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
-    // SAFETY: register operations only.
-    unsafe { vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d)) }
-}
-
-/// Q6_K · Q8_K for `R` rows. Each 128-value half reads 64 `ql` bytes (low nibbles:
-/// values 0..64, high nibbles: values 64..128) and 32 `qh` bytes (2 bits per value,
-/// shifted by 0, 2, 4, 6 for the four 32-value quarters); the unsigned 6-bit quants
-/// (0..64) are dotted as they are and the `-32` comes back as `-32 · Σ sc_j · bsum_j`.
+/// Q6_K · Q8_K for `R` rows, in the order of `quant::q6_k::vec_dot` (llama.cpp's x86
+/// `ggml_vec_dot_q6_K_q8_K`): per super-block, 8 exact i32 lanes, lane `l` summing
+/// values `4l..4l+4` of every 32-value chunk (here: lanes 0..4 are the `sdot` lanes of
+/// the chunk's first 16 values, lanes 4..8 those of its second 16), each value times
+/// its group scale, minus `32 · (sc_{2l} · bsum_{2l} + sc_{2l+1} · bsum_{2l+1})`; the
+/// lanes fused into two f32x4 accumulators by `d_w · d_a`, reduced as
+/// `hsum_float_8`. Each 128-value half reads 64 `ql` bytes (low nibbles: values 0..64,
+/// high nibbles: values 64..128) and 32 `qh` bytes (2 bits per value, shifted by 0, 2,
+/// 4, 6 for the four 32-value quarters); the quants are dotted unsigned (0..64).
 ///
-/// Integer bounds: a 16-value group sums at most 16 · 63 · 128 < 2^17, times a scale of
-/// magnitude <= 128, sixteen groups: < 2^28; the offset term 32 · 16 · 128 · 2048 = 2^27.
+/// Integer bounds: a lane sums 32 products of at most 63 · 128 · 128 (< 2^25) and an
+/// offset below 2^22.
 ///
 /// # Panics
 /// If a row's block count differs from the activation row's.
@@ -261,34 +281,34 @@ pub(crate) unsafe fn rows_q6_k<D: I8Dot, const R: usize>(
     a: &[BlockQ8K],
 ) -> [f32; R] {
     check_rows(&w, a.len());
-    let mut sumf = [0.0f32; R];
+    // SAFETY: register operations.
+    let mut acc = unsafe { [[vdupq_n_f32(0.0); 2]; R] };
     for (i, y) in a.iter().enumerate() {
         // SAFETY: block `i` exists in every row (checked); `ql` is 128 bytes, `qh` 64,
         // `scales` 16 and the activation quants 256, all read within their fields;
         // features per module contract.
         unsafe {
             let (b0, b1) = bsums(y);
-            // Per row: the sixteen scales as i32 (four groups per vector) and the
-            // offset term Σ sc_j · bsum_j.
-            let mut group_scales = [[vdupq_n_s32(0); 4]; R];
-            let mut offset = [0i32; R];
+            // Per row: the offset of each lane, `sc_{2l} · bsum_{2l} + sc_{2l+1} ·
+            // bsum_{2l+1}` (lanes 0..4 from groups 0..8, lanes 4..8 from 8..16).
+            let mut offset = [[vdupq_n_s32(0); 2]; R];
             for r in 0..R {
                 let scales = vld1q_s8(w[r][i].scales.as_ptr());
                 let low = vmovl_s8(vget_low_s8(scales));
                 let high = vmovl_high_s8(scales);
-                group_scales[r] = [
-                    vmovl_s16(vget_low_s16(low)),
-                    vmovl_high_s16(low),
-                    vmovl_s16(vget_low_s16(high)),
-                    vmovl_high_s16(high),
+                offset[r] = [
+                    vpaddq_s32(
+                        vmull_s16(vget_low_s16(b0), vget_low_s16(low)),
+                        vmull_high_s16(b0, low),
+                    ),
+                    vpaddq_s32(
+                        vmull_s16(vget_low_s16(b1), vget_low_s16(high)),
+                        vmull_high_s16(b1, high),
+                    ),
                 ];
-                let products =
-                    vmlal_high_s16(vmull_s16(vget_low_s16(b0), vget_low_s16(low)), b0, low);
-                let products = vmlal_s16(products, vget_low_s16(b1), vget_low_s16(high));
-                offset[r] = vaddvq_s32(vmlal_high_s16(products, b1, high));
             }
             let (mask, two_bits) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30));
-            let mut acc = [vdupq_n_s32(0); R];
+            let mut lanes = [[vdupq_n_s32(0); 2]; R];
             for half in 0..QK_K / 128 {
                 let act_ptr = y.qs.as_ptr().add(128 * half);
                 let mut act = [vdupq_n_s8(0); 8];
@@ -319,24 +339,28 @@ pub(crate) unsafe fn rows_q6_k<D: I8Dot, const R: usize>(
                     // A plain loop, not `array::from_fn`: a closure is a function of its
                     // own without the entry point's target features, and `sdot` must be
                     // inlined into a `dotprod` function.
-                    let mut dots = [vdupq_n_s32(0); 8];
-                    for (g, dot) in dots.iter_mut().enumerate() {
-                        *dot = D::dot(*dot, vreinterpretq_s8_u8(q[g]), act[g]);
+                    for g in 0..8 {
+                        let dot = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(q[g]), act[g]);
+                        let scale = w[r][i].scales[8 * half + g] as i32;
+                        lanes[r][g % 2] = vmlaq_n_s32(lanes[r][g % 2], dot, scale);
                     }
-                    let first = totals_4(dots[0], dots[1], dots[2], dots[3]);
-                    let second = totals_4(dots[4], dots[5], dots[6], dots[7]);
-                    acc[r] = vmlaq_s32(acc[r], first, group_scales[r][2 * half]);
-                    acc[r] = vmlaq_s32(acc[r], second, group_scales[r][2 * half + 1]);
                 }
             }
             for r in 0..R {
-                let sumi = vaddvq_s32(acc[r]) - 32 * offset[r];
-                let d = f16_to_f32(w[r][i].d.0) * y.d();
-                sumf[r] += d * sumi as f32;
+                let d = y.d() * f16_to_f32(w[r][i].d.0);
+                for k in 0..2 {
+                    let lane = vsubq_s32(lanes[r][k], vshlq_n_s32(offset[r][k], 5));
+                    acc[r][k] = vfmaq_n_f32(acc[r][k], vcvtq_f32_s32(lane), d);
+                }
             }
         }
     }
-    sumf
+    // SAFETY: register operations: ggml's `hsum_float_8` of the two accumulators.
+    std::array::from_fn(|r| unsafe {
+        let t = vaddq_f32(acc[r][0], acc[r][1]);
+        let u = vadd_f32(vget_low_f32(t), vget_high_f32(t));
+        vget_lane_f32::<0>(u) + vget_lane_f32::<1>(u)
+    })
 }
 
 /// A K-quant format's `R`-row kernel, for [`matvec`].
@@ -354,7 +378,7 @@ impl RowsK for Q4K {
     #[inline(always)]
     unsafe fn rows<D: I8Dot, const R: usize>(w: [&[BlockQ4K]; R], a: &[BlockQ8K]) -> [f32; R] {
         // SAFETY: forwarded contract.
-        unsafe { rows_q4_k::<D, R>(w, a) }
+        unsafe { rows_q4_k::<D, R, false>(w, a) }
     }
 }
 

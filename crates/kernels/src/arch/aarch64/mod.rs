@@ -102,6 +102,8 @@ macro_rules! path_kernels {
             dot32::matvec::<Q5_1, $dot>(w, rb, a, out));
         entry!($features; fn matvec_q8_0(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dot32::matvec::<Q8_0, $dot>(w, rb, a, out));
+        entry!($features; fn dot_q4_k_batched(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::rows_q4_k::<$dot, 1, true>([as_blocks(w)], as_blocks(a))[0]);
         entry!($features; fn matvec_q4_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dotk::matvec::<Q4K, $dot>(w, rb, a, out));
         entry!($features; fn matvec_q5_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
@@ -128,6 +130,9 @@ macro_rules! path_kernels {
             };
             k.dot = dot;
             k.matvec = matvec;
+            if ty == GgmlType::Q4_K {
+                k.grouped_dot = Some(dot_q4_k_batched);
+            }
             Some(k)
         }
     };

@@ -44,8 +44,8 @@ pub(crate) trait I8Dot {
 pub(crate) struct Sdot;
 
 /// Plain Armv8.0 NEON (Cortex-A53/A72, Raspberry Pi 3/4): `smull`/`smull2` multiply
-/// bytes into i16 products (at most 128 · 128 = 16384, no overflow) and `sadalp` adds
-/// them pairwise into the i32 lanes.
+/// bytes into i16 products (at most 128 · 128 = 16384, no overflow), `saddlp` and
+/// `addp` add them in fours into the i32 lanes.
 #[derive(Debug)]
 pub(crate) struct Widen;
 
@@ -73,10 +73,12 @@ impl I8Dot for Widen {
     #[inline(always)]
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         // SAFETY: baseline NEON register operations only.
+        // Lane `i` gets the products of bytes `4i .. 4i+4`, as `sdot` (and x86's
+        // `vpdpbusd`) group them: the 32-value kernels need ggml's lane sums.
         unsafe {
-            let low = vmull_s8(vget_low_s8(a), vget_low_s8(b));
-            let high = vmull_high_s8(a, b);
-            vpadalq_s16(vpadalq_s16(acc, low), high)
+            let low = vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)));
+            let high = vpaddlq_s16(vmull_high_s8(a, b));
+            vaddq_s32(acc, vpaddq_s32(low, high))
         }
     }
 }

@@ -1,29 +1,26 @@
 //! Dot products of the 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with their
 //! 8-bit activation blocks, on 256-bit registers — the decode (matrix-vector) kernels.
 //!
+//! Every output is computed in the summation order of llama.cpp's x86 backend
+//! ([`crate::quant::order`]), so these give the scalar reference's bits: per block, 8
+//! exact i32 lane sums of 4 values each, each fused into its f32 lane accumulator by
+//! `d_w · d_a`; `hsum_float_8`'s reduction; `Σ m_w · s_a` fused in block order.
+//!
 //! The kernel reads the activation row in the paired layout that
 //! [`crate::QuantizedActivations`] prepares ([`PairedRow`]): two weight blocks unpack
 //! into one register pair (the 16 low nibbles of both blocks, then the 16 high ones),
-//! are multiplied with the 64 paired activation bytes into 8 exact i32 lane sums (lanes
-//! 0..4 for the first block, 4..8 for the second: `vpmaddubsw`+`vpmaddwd` or VNNI's
-//! `vpdpbusd`, [`I8Dot`]), converted to f32 and accumulated with one fused multiply-add
-//! by `d_w · d_a`. Compared with llama.cpp's AVX2 `ggml_vec_dot_q*_q8_*`
-//! (ggml-cpu/arch/x86/quants.c), which handles one block at a time with the sign trick,
-//! it halves the instructions per block:
-//! - the offsets of Q4_0 / Q5_0 / Q8_0 (`q - 8`, `q - 16`, `q + 128` stored unsigned)
-//!   enter the exact integer sum as `offset · (-Σa)` from the prepared sums, instead of
-//!   a subtraction and two sign operations per block (Q8_0 keeps the sign trick where
-//!   the 8-bit product is `vpmaddubsw`, which could saturate on `w + 128`);
-//! - the weight scales (and Q4_1/Q5_1 minimums) of 8 blocks are widened from f16 in one
-//!   instruction and multiplied by the prepared f32 activation scales; the `m · s`
-//!   terms go to their own vector accumulator;
-//! - pairs alternate between two accumulators, so no FMA waits for the previous one.
+//! and each register meets its 32 activation bytes in one `vpmaddubsw`+`vpmaddwd` or
+//! VNNI `vpdpbusd` ([`I8Dot`]), so one instruction yields 4 lanes of each block. Two
+//! cross-lane permutes put each block's 8 lanes in ggml's order (values `4l..4l+4` in
+//! lane `l`) for its fused multiply-add. Formats stored with an offset (Q4_0's `q - 8`,
+//! Q5_0's `q - 16`) subtract it in the bytes and use the sign trick, as ggml does, so
+//! each lane's integer sum is the same as ggml's. The weight scales (and Q4_1/Q5_1
+//! minimums) of 8 blocks are widened from f16 in one instruction and multiplied by the
+//! prepared f32 activation scales.
 //!
 //! The byte-level `vec_dot` entry point ([`dot_row`]) builds the paired layout of each
 //! group of 8 blocks on the stack and runs the same group step, so it gives the same
-//! bits as the matrix-vector kernel. The integer part is exact; only the f32 summation
-//! order differs from the scalar reference (the tests name the tolerance and check
-//! exactness on inputs whose sums are exact in any order).
+//! bits as the matrix-vector kernel.
 
 use std::arch::x86_64::*;
 
@@ -48,16 +45,16 @@ pub(crate) trait Paired {
     type A: ActBlock;
     /// Whether blocks carry a minimum (`m * s` term).
     const MIN: bool;
-    /// The exact i32 dot products of two blocks with their paired activations: lanes
-    /// 0..4 sum to block `w0`'s, lanes 4..8 to `w1`'s. `a` is the pair's 64 quant bytes,
-    /// `nsum` its 8 negated-sum lanes. With `w1 == None` (the odd last block), lanes
-    /// 4..8 are zero.
+    /// The exact i32 lane sums of two blocks with their paired activations, as the
+    /// (low, high) registers: lanes 0..4 of each belong to `w0` (values 0..16 in the
+    /// low register, 16..32 in the high one), lanes 4..8 to `w1`; each lane sums 4
+    /// consecutive values. `a` is the pair's 64 quant bytes. With `w1 == None` (the
+    /// odd last block), lanes 4..8 are zero.
     unsafe fn pair<D: I8Dot>(
         w0: &Self::W,
         w1: Option<&Self::W>,
         a: *const i8,
-        nsum: *const i32,
-    ) -> __m256i;
+    ) -> (__m256i, __m256i);
 }
 
 /// The low nibbles of both blocks (or of one, the rest zero) and the high ones.
@@ -97,21 +94,31 @@ unsafe fn add_fifth_bits<D: I8Dot>(
     }
 }
 
-/// `acc` plus the products of the pair's low and high halves with the activations.
+/// The lane sums of unsigned quants (at most 31, so `vpmaddubsw` cannot saturate) with
+/// the pair's activations.
 #[inline(always)]
-unsafe fn dot_halves<D: I8Dot>(acc: __m256i, lo: __m256i, hi: __m256i, a: *const i8) -> __m256i {
-    // SAFETY: `a` points to the pair's 64 bytes; quants <= 31 cannot saturate.
+unsafe fn dot_unsigned<D: I8Dot>(lo: __m256i, hi: __m256i, a: *const i8) -> (__m256i, __m256i) {
+    // SAFETY: `a` points to the pair's 64 bytes.
     unsafe {
-        let acc = D::dot(acc, lo, load32(a.cast()));
-        D::dot(acc, hi, load32(a.add(32).cast()))
+        let zero = _mm256_setzero_si256();
+        (
+            D::dot(zero, lo, load32(a.cast())),
+            D::dot(zero, hi, load32(a.add(32).cast())),
+        )
     }
 }
 
-/// `-Σa` of the pair times `offset` (a power of two), as the starting lanes.
+/// The lane sums of signed quants with the pair's activations (the sign trick).
 #[inline(always)]
-unsafe fn offset_init<const SHIFT: i32>(nsum: *const i32) -> __m256i {
-    // SAFETY: `nsum` points to the pair's 8 lanes.
-    unsafe { _mm256_slli_epi32(load32(nsum.cast()), SHIFT) }
+unsafe fn dot_signed<D: I8Dot>(lo: __m256i, hi: __m256i, a: *const i8) -> (__m256i, __m256i) {
+    // SAFETY: `a` points to the pair's 64 bytes.
+    unsafe {
+        let zero = _mm256_setzero_si256();
+        (
+            dot_i8::<D>(zero, lo, load32(a.cast())),
+            dot_i8::<D>(zero, hi, load32(a.add(32).cast())),
+        )
+    }
 }
 
 impl Paired for Q4_0 {
@@ -123,12 +130,13 @@ impl Paired for Q4_0 {
         w0: &BlockQ4_0,
         w1: Option<&BlockQ4_0>,
         a: *const i8,
-        nsum: *const i32,
-    ) -> __m256i {
-        // SAFETY: per trait contract; q - 8 = q + 8 * (-1) summed as 8 * (-Σa).
+    ) -> (__m256i, __m256i) {
+        // SAFETY: per trait contract. A missing second block gives -8 quants, which
+        // meet zero activation bytes (the layout pads them).
         unsafe {
             let (lo, hi) = nibble_pair(w0.qs.as_ptr(), w1.map(|w| w.qs.as_ptr()));
-            dot_halves::<D>(offset_init::<3>(nsum), lo, hi, a)
+            let eight = _mm256_set1_epi8(8);
+            dot_signed::<D>(_mm256_sub_epi8(lo, eight), _mm256_sub_epi8(hi, eight), a)
         }
     }
 }
@@ -142,12 +150,11 @@ impl Paired for Q4_1 {
         w0: &BlockQ4_1,
         w1: Option<&BlockQ4_1>,
         a: *const i8,
-        _nsum: *const i32,
-    ) -> __m256i {
+    ) -> (__m256i, __m256i) {
         // SAFETY: per trait contract.
         unsafe {
             let (lo, hi) = nibble_pair(w0.qs.as_ptr(), w1.map(|w| w.qs.as_ptr()));
-            dot_halves::<D>(_mm256_setzero_si256(), lo, hi, a)
+            dot_unsigned::<D>(lo, hi, a)
         }
     }
 }
@@ -161,14 +168,18 @@ impl Paired for Q5_0 {
         w0: &BlockQ5_0,
         w1: Option<&BlockQ5_0>,
         a: *const i8,
-        nsum: *const i32,
-    ) -> __m256i {
-        // SAFETY: per trait contract; q - 16 summed as 16 * (-Σa).
+    ) -> (__m256i, __m256i) {
+        // SAFETY: per trait contract; padding as for Q4_0.
         unsafe {
             let (lo, hi) = nibble_pair(w0.qs.as_ptr(), w1.map(|w| w.qs.as_ptr()));
             let (lo, hi) =
                 add_fifth_bits::<D>(lo, hi, w0.high_bits(), w1.map_or(0, |w| w.high_bits()));
-            dot_halves::<D>(offset_init::<4>(nsum), lo, hi, a)
+            let sixteen = _mm256_set1_epi8(16);
+            dot_signed::<D>(
+                _mm256_sub_epi8(lo, sixteen),
+                _mm256_sub_epi8(hi, sixteen),
+                a,
+            )
         }
     }
 }
@@ -182,14 +193,13 @@ impl Paired for Q5_1 {
         w0: &BlockQ5_1,
         w1: Option<&BlockQ5_1>,
         a: *const i8,
-        _nsum: *const i32,
-    ) -> __m256i {
+    ) -> (__m256i, __m256i) {
         // SAFETY: per trait contract.
         unsafe {
             let (lo, hi) = nibble_pair(w0.qs.as_ptr(), w1.map(|w| w.qs.as_ptr()));
             let (lo, hi) =
                 add_fifth_bits::<D>(lo, hi, w0.high_bits(), w1.map_or(0, |w| w.high_bits()));
-            dot_halves::<D>(_mm256_setzero_si256(), lo, hi, a)
+            dot_unsigned::<D>(lo, hi, a)
         }
     }
 }
@@ -203,8 +213,7 @@ impl Paired for Q8_0 {
         w0: &BlockQ8_0,
         w1: Option<&BlockQ8_0>,
         a: *const i8,
-        nsum: *const i32,
-    ) -> __m256i {
+    ) -> (__m256i, __m256i) {
         // SAFETY: per trait contract; the quant fields are 32 bytes, read 16 at a time.
         unsafe {
             let q0 = w0.qs.as_ptr().cast::<u8>();
@@ -215,27 +224,10 @@ impl Paired for Q8_0 {
                 }
                 None => (load_low_half(q0), load_low_half(q0.add(16))),
             };
-            if D::WIDE {
-                // w + 128 as an unsigned byte, the 128 taken back as 128 * (-Σa).
-                let flip = _mm256_set1_epi8(i8::MIN);
-                let (lo, hi) = (_mm256_xor_si256(lo, flip), _mm256_xor_si256(hi, flip));
-                dot_halves::<D>(offset_init::<7>(nsum), lo, hi, a)
-            } else {
-                // `vpmaddubsw` could saturate on w + 128: the sign trick instead.
-                let acc = dot_i8::<D>(_mm256_setzero_si256(), lo, load32(a.cast()));
-                dot_i8::<D>(acc, hi, load32(a.add(32).cast()))
-            }
+            dot_signed::<D>(lo, hi, a)
         }
     }
 }
-
-/// Lane `2p` of a scale vector in lanes 0..4 and lane `2p + 1` in lanes 4..8.
-const PAIR_INDEX: [[i32; 8]; 4] = [
-    [0, 0, 0, 0, 1, 1, 1, 1],
-    [2, 2, 2, 2, 3, 3, 3, 3],
-    [4, 4, 4, 4, 5, 5, 5, 5],
-    [6, 6, 6, 6, 7, 7, 7, 7],
-];
 
 /// The first 4 bytes of a block: `d`, then `m` (or the start of the quants, ignored,
 /// for formats without `m`).
@@ -277,68 +269,93 @@ unsafe fn scales_tail<W: Block>(w: &[W]) -> (__m256, __m256) {
 }
 
 /// The paired layout of one group of 8 blocks (or fewer, at the end of a row): 64
-/// quant bytes and 8 negated-sum lanes per pair, 8 f32 scales and `s` terms.
+/// quant bytes per pair, 8 f32 scales and `s` terms.
 #[derive(Clone, Copy)]
 struct GroupActs {
     qs: *const i8,
-    nsum: *const i32,
     d: *const f32,
     s: *const f32,
 }
 
+/// The running sums of one output: ggml's 8 lane accumulators and its scalar minimum
+/// sum.
+#[derive(Clone, Copy)]
+struct Acc {
+    lanes: __m256,
+    mins: f32,
+}
+
+impl Acc {
+    #[inline(always)]
+    unsafe fn new() -> Acc {
+        Acc {
+            // SAFETY: AVX per module contract.
+            lanes: unsafe { _mm256_setzero_ps() },
+            mins: 0.0,
+        }
+    }
+}
+
 /// Adds one group of up to 8 weight blocks (`w`, a whole group unless it is the last)
-/// to the accumulators.
+/// to the accumulators, block after block as ggml does.
 #[inline(always)]
-unsafe fn group_step<F: Paired, D: I8Dot>(
-    w: &[F::W],
-    a: GroupActs,
-    acc: &mut [__m256; 2],
-    acc_min: &mut __m256,
-) {
+unsafe fn group_step<F: Paired, D: I8Dot>(w: &[F::W], a: GroupActs, acc: &mut Acc) {
     let n = w.len();
     debug_assert!((1..=8).contains(&n));
-    // SAFETY: `a` points to a whole group's layout (64 bytes and 8 lanes per pair, 8
-    // scales and `s` terms); AVX2/FMA/F16C per module contract.
+    // SAFETY: `a` points to a whole group's layout (64 bytes per pair, 8 scales and `s`
+    // terms); AVX2/FMA/F16C per module contract.
     unsafe {
         let (dw, mw) = match <&[F::W; 8]>::try_from(w) {
             Ok(full) => scales8(full),
             Err(_) => scales_tail(w),
         };
-        let scale = _mm256_mul_ps(dw, _mm256_loadu_ps(a.d));
+        let mut scale = [0f32; 8];
+        _mm256_storeu_ps(scale.as_mut_ptr(), _mm256_mul_ps(dw, _mm256_loadu_ps(a.d)));
+        let mut mins = [0f32; 8];
         if F::MIN {
-            *acc_min = _mm256_fmadd_ps(mw, _mm256_loadu_ps(a.s), *acc_min);
+            _mm256_storeu_ps(mins.as_mut_ptr(), mw);
         }
         for p in 0..n.div_ceil(2) {
             let w1 = w.get(2 * p + 1);
-            let ints = F::pair::<D>(&w[2 * p], w1, a.qs.add(64 * p), a.nsum.add(8 * p));
-            let sc = _mm256_permutevar8x32_ps(scale, load32(PAIR_INDEX[p].as_ptr().cast()));
-            acc[p & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ints), sc, acc[p & 1]);
+            let (lo, hi) = F::pair::<D>(&w[2 * p], w1, a.qs.add(64 * p));
+            for (k, ints) in [
+                _mm256_permute2x128_si256(lo, hi, 0x20),
+                _mm256_permute2x128_si256(lo, hi, 0x31),
+            ]
+            .into_iter()
+            .enumerate()
+            .take(if w1.is_some() { 2 } else { 1 })
+            {
+                let b = 2 * p + k;
+                if F::MIN {
+                    acc.mins = mins[b].mul_add(*a.s.add(b), acc.mins);
+                }
+                acc.lanes = _mm256_fmadd_ps(
+                    _mm256_set1_ps(scale[b]),
+                    _mm256_cvtepi32_ps(ints),
+                    acc.lanes,
+                );
+            }
         }
     }
 }
 
 /// The final sum of the accumulators.
 #[inline(always)]
-unsafe fn finish<F: Paired>(acc: [__m256; 2], acc_min: __m256) -> f32 {
+unsafe fn finish<F: Paired>(acc: Acc) -> f32 {
     // SAFETY: AVX per module contract.
-    unsafe {
-        let total = hsum_f32_8(_mm256_add_ps(acc[0], acc[1]));
-        if F::MIN {
-            total + hsum_f32_8(acc_min)
-        } else {
-            total
-        }
-    }
+    let total = unsafe { hsum_f32_8(acc.lanes) };
+    if F::MIN { total + acc.mins } else { total }
 }
 
 /// One row of the decode kernel against a prepared [`PairedRow`].
 #[inline(always)]
 unsafe fn matvec_row<F: Paired, D: I8Dot>(w: &[F::W], a: &PairedRow<'_>) -> f32 {
     assert_eq!(w.len(), a.blocks, "matvec: block count mismatch");
-    assert!(a.qs.len() >= w.len().div_ceil(2) * 64 && a.nsum.len() >= w.len().div_ceil(2) * 8);
+    assert!(a.qs.len() >= w.len().div_ceil(2) * 64);
     assert!(a.d.len() >= w.len().next_multiple_of(8) && a.s.len() >= a.d.len());
     // SAFETY: AVX per module contract.
-    let (mut acc, mut acc_min) = unsafe { ([_mm256_setzero_ps(); 2], _mm256_setzero_ps()) };
+    let mut acc = unsafe { Acc::new() };
     for (i, group) in w.chunks(8).enumerate() {
         let b = 8 * i;
         // SAFETY: the offsets stay within the prepared buffers (asserted sizes: 64 quant
@@ -346,15 +363,14 @@ unsafe fn matvec_row<F: Paired, D: I8Dot>(w: &[F::W], a: &PairedRow<'_>) -> f32 
         unsafe {
             let acts = GroupActs {
                 qs: a.qs.as_ptr().add(32 * b),
-                nsum: a.nsum.as_ptr().add(4 * b),
                 d: a.d.as_ptr().add(b),
                 s: a.s.as_ptr().add(b),
             };
-            group_step::<F, D>(group, acts, &mut acc, &mut acc_min);
+            group_step::<F, D>(group, acts, &mut acc);
         }
     }
     // SAFETY: per module contract.
-    unsafe { finish::<F>(acc, acc_min) }
+    unsafe { finish::<F>(acc) }
 }
 
 /// A 32-value activation block's scale, `s` term (Q8_1's stored `s`; `d · Σq` for
@@ -384,31 +400,28 @@ impl ActBlock for BlockQ8_1 {
 pub(crate) unsafe fn dot_row<F: Paired, D: I8Dot>(w: &[F::W], a: &[F::A]) -> f32 {
     assert_eq!(w.len(), a.len(), "dot: block count mismatch");
     // SAFETY: AVX per module contract.
-    let (mut acc, mut acc_min) = unsafe { ([_mm256_setzero_ps(); 2], _mm256_setzero_ps()) };
+    let mut acc = unsafe { Acc::new() };
     for (group, acts) in w.chunks(8).zip(a.chunks(8)) {
         let mut qs = [0i8; 256];
-        let mut nsum = [0i32; 32];
         let (mut d, mut s) = ([0f32; 8], [0f32; 8]);
         for (b, block) in acts.iter().enumerate() {
             let (bd, bs, q) = block.parts();
             let base = (b / 2) * 64 + (b % 2) * 16;
             qs[base..base + 16].copy_from_slice(&q[..16]);
             qs[base + 32..base + 48].copy_from_slice(&q[16..]);
-            nsum[(b / 2) * 8 + (b % 2) * 4] = -q.iter().map(|&v| v as i32).sum::<i32>();
             d[b] = bd;
             s[b] = bs;
         }
         let acts = GroupActs {
             qs: qs.as_ptr(),
-            nsum: nsum.as_ptr(),
             d: d.as_ptr(),
             s: s.as_ptr(),
         };
         // SAFETY: the stack arrays hold a whole group's layout; per module contract.
-        unsafe { group_step::<F, D>(group, acts, &mut acc, &mut acc_min) };
+        unsafe { group_step::<F, D>(group, acts, &mut acc) };
     }
     // SAFETY: per module contract.
-    unsafe { finish::<F>(acc, acc_min) }
+    unsafe { finish::<F>(acc) }
 }
 
 /// `out[r] = dot(row r of w, a)` for consecutive rows of `row_bytes` bytes, with the

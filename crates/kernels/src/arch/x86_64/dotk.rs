@@ -22,7 +22,7 @@
 
 use std::arch::x86_64::*;
 
-use super::simd::{I8Dot, hsum_f32_8, load16, load32};
+use super::simd::{I8Dot, hsum_f32_8, hsum_i32_8, load16, load32};
 use crate::blocks::{
     Block, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K, as_blocks,
 };
@@ -51,6 +51,9 @@ pub(crate) trait KFormat {
     const OFFSET_SHIFT: Option<i32>;
     /// Whether the format has per-group minimums.
     const MIN: bool;
+    /// Whether a super-block's integer sums are totalled before they meet the scales
+    /// (llama.cpp's repacked Q4_K kernels), instead of kept in 8 lanes.
+    const ROW_TOTAL: bool = false;
     /// Per-block state the chunks are unpacked from.
     type Prep: Copy;
     /// `d`, `dmin` (0 without minimums), the 16 group scales and minimums as i16
@@ -114,6 +117,7 @@ impl KFormat for Q4K {
     type W = BlockQ4K;
     const OFFSET_SHIFT: Option<i32> = None;
     const MIN: bool = true;
+    const ROW_TOTAL: bool = true;
     type Prep = ();
     #[inline(always)]
     unsafe fn prepare(w: &BlockQ4K) -> (f32, f32, __m256i, __m256i, ()) {
@@ -298,6 +302,7 @@ pub(crate) unsafe fn dot_row<F: KFormat, D: I8Dot>(w: &[F::W], a: &[BlockQ8K]) -
     unsafe {
         let mut acc = _mm256_setzero_ps();
         let mut acc_min = _mm256_setzero_ps();
+        let (mut total, mut total_min) = (0.0f32, 0.0f32);
         for (x, y) in w.iter().zip(a) {
             let (d, dmin, scales, mins, prep) = F::prepare(x);
             let halves = [
@@ -317,6 +322,13 @@ pub(crate) unsafe fn dot_row<F: KFormat, D: I8Dot>(w: &[F::W], a: &[BlockQ8K]) -
                 sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(offset, _mm_cvtsi32_si128(shift)));
             }
             let da = y.d();
+            if F::ROW_TOTAL {
+                // `quant::q4_k::vec_dot`'s order: one exact integer per super-block.
+                let m = hsum_i32_8(_mm256_madd_epi16(mins, bsums));
+                total = (hsum_i32_8(sumi) as f32).mul_add(d * da, total);
+                total_min = (m as f32).mul_add(dmin * da, total_min);
+                continue;
+            }
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sumi), acc);
             if F::MIN {
                 let m = _mm256_madd_epi16(mins, bsums);
@@ -324,7 +336,9 @@ pub(crate) unsafe fn dot_row<F: KFormat, D: I8Dot>(w: &[F::W], a: &[BlockQ8K]) -
                     _mm256_fmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc_min);
             }
         }
-        if F::MIN {
+        if F::ROW_TOTAL {
+            total - total_min
+        } else if F::MIN {
             hsum_f32_8(acc) - hsum_f32_8(acc_min)
         } else {
             hsum_f32_8(acc)

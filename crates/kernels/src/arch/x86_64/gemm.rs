@@ -51,6 +51,8 @@ pub(crate) trait GemmIsa {
     unsafe fn cvt(v: Self::I) -> Self::F;
     unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn fma(a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    unsafe fn sub(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
     /// Stores the first `n` lanes of `v` at `p`.
     unsafe fn store(p: *mut f32, v: Self::F, n: usize);
 }
@@ -139,6 +141,16 @@ impl GemmIsa for Ymm {
         unsafe { _mm256_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
+    unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX per module contract.
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX per module contract.
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m256, n: usize) {
         // SAFETY: the caller guarantees `n` writable f32 at `p`; the masked store
         // touches only those.
@@ -220,6 +232,16 @@ macro_rules! zmm_common {
         unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
             // SAFETY: AVX-512 F per module contract.
             unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512 F per module contract.
+            unsafe { _mm512_sub_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512 F per module contract.
+            unsafe { _mm512_add_ps(a, b) }
         }
         #[inline(always)]
         unsafe fn store(p: *mut f32, v: __m512, n: usize) {

@@ -18,6 +18,8 @@ mod dot32;
 mod dotk;
 mod float;
 mod gemm;
+mod gemm32;
+mod gemmk;
 mod ops;
 mod pack;
 mod quantize;
@@ -45,13 +47,13 @@ macro_rules! entry {
 
 /// One path's entry points and its `weights` lookup.
 macro_rules! path_kernels {
-    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $q8_gemm:literal, $exp:ty, $widen:ty) => {
+    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $tk:literal, $t32:literal, $q8_gemm:literal, $exp:ty, $widen:ty) => {
         use std::ops::Range;
 
         use tern_gguf::GgmlType;
 
         use super::gemm;
-        use super::pack::{P3K, P4_0, P4_1, P4K, P5_0, P5_1, P5K, P6K, P8_0};
+        use super::pack::{P3K, P4_0, P4_1, P5_0, P5_1, P5K, P8_0};
         use crate::matmul::{GemmActivations, GemmFn, GemmOut, WeightMatrix};
 
         use super::dot32::{self, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
@@ -109,23 +111,21 @@ macro_rules! path_kernels {
         entry!($features; fn dot_bf16(w: &[u8], a: &[u8]) -> f32 => super::float::dot_bf16(w, a));
 
         entry!($features; fn gemm_q4_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P4_0, $t>(w, r, a, o));
+            super::gemm32::gemm::<$gemm, P4_0, $t32>(w, r, a, o));
         entry!($features; fn gemm_q4_1(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P4_1, $t>(w, r, a, o));
+            super::gemm32::gemm::<$gemm, P4_1, $t32>(w, r, a, o));
         entry!($features; fn gemm_q5_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P5_0, $t>(w, r, a, o));
+            super::gemm32::gemm::<$gemm, P5_0, $t32>(w, r, a, o));
         entry!($features; fn gemm_q5_1(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P5_1, $t>(w, r, a, o));
+            super::gemm32::gemm::<$gemm, P5_1, $t32>(w, r, a, o));
         entry!($features; fn gemm_q8_0(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P8_0, $t>(w, r, a, o));
+            super::gemm32::gemm::<$gemm, P8_0, $t32>(w, r, a, o));
         entry!($features; fn gemm_q3_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
             gemm::gemm::<$gemm, P3K, $t>(w, r, a, o));
         entry!($features; fn gemm_q4_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P4K, $t>(w, r, a, o));
+            super::gemmk::gemm_q4_k::<$gemm, $tk>(w, r, a, o));
         entry!($features; fn gemm_q5_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
             gemm::gemm::<$gemm, P5K, $t>(w, r, a, o));
-        entry!($features; fn gemm_q6_k(w: &WeightMatrix<'_>, r: Range<usize>, a: &GemmActivations<'_>, o: &GemmOut) =>
-            gemm::gemm::<$gemm, P6K, $t>(w, r, a, o));
 
         entry!($features; fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) =>
             super::ops::rms_norm(x, w, eps, out));
@@ -212,6 +212,7 @@ macro_rules! path_kernels {
                 k.dot = dot;
                 return Some(k);
             }
+            // Q8_0 panels hold `w + 128`, exact only with VNNI's 32-bit sums.
             let q8_gemm: Option<GemmFn> = if $q8_gemm { Some(gemm_q8_0) } else { None };
             let (dot, matvec, gemm): (crate::quant::DotFn, crate::quant::MatVecFn, Option<GemmFn>) =
                 match ty {
@@ -224,7 +225,8 @@ macro_rules! path_kernels {
                     GgmlType::Q3_K => (dot_q3_k, matvec_q3_k, Some(gemm_q3_k)),
                     GgmlType::Q4_K => (dot_q4_k, matvec_q4_k, Some(gemm_q4_k)),
                     GgmlType::Q5_K => (dot_q5_k, matvec_q5_k, Some(gemm_q5_k)),
-                    GgmlType::Q6_K => (dot_q6_k, matvec_q6_k, Some(gemm_q6_k)),
+                    // Exact per-token order: no batched kernel yet.
+                    GgmlType::Q6_K => (dot_q6_k, matvec_q6_k, None),
                     _ => return Some(k),
                 };
             k.dot = dot;
@@ -242,6 +244,8 @@ pub(crate) mod avx2 {
         super::simd::Avx2,
         gemm::Ymm,
         4,
+        2,
+        1,
         false,
         super::ops::ExpAvx2,
         super::attention::WidenAvx2
@@ -280,6 +284,8 @@ pub(crate) mod avx512 {
         super::simd::Avx512,
         gemm::Zmm,
         8,
+        4,
+        2,
         false,
         super::ops::ExpAvx512,
         super::attention::WidenAvx512
@@ -294,6 +300,8 @@ pub(crate) mod avx512vnni {
         super::simd::Avx512Vnni,
         gemm::ZmmVnni,
         8,
+        4,
+        2,
         true,
         super::ops::ExpAvx512,
         super::attention::WidenAvx512

@@ -20,11 +20,11 @@
 
 use std::arch::x86_64::*;
 
-use super::dotk::{KFormat, Q3K, Q4K, Q5K, Q6K};
+use super::dotk::{KFormat, Q3K, Q5K};
 use super::simd::{bytes_from_bits_32, load32, nibbles_32};
 use crate::blocks::{
-    Block, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K,
-    BlockQ8_0, F16Le, as_blocks,
+    Block, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ8_0, F16Le,
+    as_blocks,
 };
 
 /// How a weight format enters the batched kernel.
@@ -66,10 +66,6 @@ pub(crate) struct P4_1;
 pub(crate) struct P5_0;
 pub(crate) struct P5_1;
 pub(crate) struct P8_0;
-pub(crate) struct P4K;
-pub(crate) struct P5K;
-pub(crate) struct P6K;
-pub(crate) struct P3K;
 
 impl GemmFormat for P4_0 {
     type B = BlockQ4_0;
@@ -144,8 +140,8 @@ impl GemmFormat for P8_0 {
     const G: usize = 32;
     const MIN: bool = false;
     const OFFSET_SHIFT: Option<i32> = Some(7);
-    /// `w + 128` reaches 255: only exact with VNNI's 32-bit sums, so the kernel uses
-    /// Q8_0 panels on the VNNI path only.
+    /// `w + 128` reaches 255: only exact with VNNI's 32-bit sums, so Q8_0 panels are
+    /// used on the VNNI path only.
     const DEPTH: usize = 0;
     #[inline(always)]
     unsafe fn unpack(b: &BlockQ8_0, q: &mut [u8; 256], s: &mut [f32; 16], _: &mut [f32; 16]) {
@@ -157,6 +153,9 @@ impl GemmFormat for P8_0 {
         s[0] = f16(b.d);
     }
 }
+
+pub(crate) struct P5K;
+pub(crate) struct P3K;
 
 /// A K-quant block through its decode-kernel unpacking: the 8 chunks of 32 quants and
 /// the 16 group scales (and minimums) as i16.
@@ -176,24 +175,6 @@ unsafe fn unpack_k<K: KFormat>(b: &K::W, q: &mut [u8; 256]) -> (f32, f32, [i16; 
     }
 }
 
-impl GemmFormat for P4K {
-    type B = BlockQ4K;
-    const G: usize = 32;
-    const MIN: bool = true;
-    const OFFSET_SHIFT: Option<i32> = None;
-    const DEPTH: usize = 8;
-    #[inline(always)]
-    unsafe fn unpack(b: &BlockQ4K, q: &mut [u8; 256], s: &mut [f32; 16], m: &mut [f32; 16]) {
-        // SAFETY: per module contract.
-        let (d, dmin, sc, mn) = unsafe { unpack_k::<Q4K>(b, q) };
-        // The i16 scales are per 16 values (each sub-block's twice): take every other.
-        for j in 0..8 {
-            s[j] = d * sc[2 * j] as f32;
-            m[j] = -(dmin * mn[2 * j] as f32);
-        }
-    }
-}
-
 impl GemmFormat for P5K {
     type B = BlockQ5K;
     const G: usize = 32;
@@ -207,22 +188,6 @@ impl GemmFormat for P5K {
         for j in 0..8 {
             s[j] = d * sc[2 * j] as f32;
             m[j] = -(dmin * mn[2 * j] as f32);
-        }
-    }
-}
-
-impl GemmFormat for P6K {
-    type B = BlockQ6K;
-    const G: usize = 16;
-    const MIN: bool = false;
-    const OFFSET_SHIFT: Option<i32> = Some(5);
-    const DEPTH: usize = 2;
-    #[inline(always)]
-    unsafe fn unpack(b: &BlockQ6K, q: &mut [u8; 256], s: &mut [f32; 16], _: &mut [f32; 16]) {
-        // SAFETY: per module contract.
-        let (d, _, sc, _) = unsafe { unpack_k::<Q6K>(b, q) };
-        for g in 0..16 {
-            s[g] = d * sc[g] as f32;
         }
     }
 }

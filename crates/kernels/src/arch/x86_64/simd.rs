@@ -26,9 +26,6 @@ use std::arch::x86_64::*;
 /// sign trick's `u <= 128` with `|s| <= 127`). The CPU must have the features of the
 /// implementation.
 pub(crate) trait I8Dot {
-    /// Whether `dot` is exact for any unsigned byte (VNNI's 32-bit sums); `false` when
-    /// the pairwise i16 step can saturate above `u = 127`.
-    const WIDE: bool;
     /// `acc + dot(u, s)` per 4-byte group.
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
     /// `acc + Σ_{k<2} a[2i+k] * b[2i+k]` per lane, from i16 values.
@@ -79,7 +76,6 @@ unsafe fn dot_maddubs(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
 }
 
 impl I8Dot for Avx2 {
-    const WIDE: bool = false;
     #[inline(always)]
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: per module contract.
@@ -100,7 +96,6 @@ impl I8Dot for Avx2 {
 }
 
 impl I8Dot for Avx512 {
-    const WIDE: bool = false;
     #[inline(always)]
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: per module contract.
@@ -121,7 +116,6 @@ impl I8Dot for Avx512 {
 }
 
 impl I8Dot for Avx512Vnni {
-    const WIDE: bool = true;
     #[inline(always)]
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: AVX-512 VNNI and VL are present (contract of this module).
