@@ -17,6 +17,7 @@ use tern_server::{AppState, RateLimit, ServerConfig, split_config_file};
 
 use crate::cli::GlobalArgs;
 use crate::exit::Failure;
+use crate::kv::KvTypeArg;
 use crate::model::{open_store, resolve_model};
 use crate::output;
 
@@ -54,6 +55,10 @@ pub struct Args {
     /// Sequences each model serves at once, batched together (default 4)
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
+    /// Type of the cached keys and values of every model (f16, q8_0, q4_0; default: each
+    /// model's `kv_type` in the config file, else f16)
+    #[arg(long = "kv-type", value_name = "TYPE")]
+    pub kv_type: Option<KvTypeArg>,
     /// Requests that may wait per model when its slots are busy; beyond, 429 (default 64)
     #[arg(long, value_name = "N")]
     pub queue_capacity: Option<usize>,
@@ -171,8 +176,8 @@ fn settings(args: &Args) -> anyhow::Result<(RuntimeConfig, ServerConfig)> {
 }
 
 /// Adds the models of the command line (resolved, pulled when needed) or, without
-/// `--model` and config file, every model in the store; then applies `--ctx-size` and
-/// `--parallel` to every model.
+/// `--model` and config file, every model in the store; then applies `--ctx-size`,
+/// `--parallel` and `--kv-type` to every model.
 fn add_models(args: &Args, global: &GlobalArgs, runtime: &mut RuntimeConfig) -> anyhow::Result<()> {
     for reference in &args.models {
         let resolved = resolve_model(global, Some(reference))?;
@@ -209,6 +214,9 @@ fn add_models(args: &Args, global: &GlobalArgs, runtime: &mut RuntimeConfig) -> 
         }
         if let Some(n) = args.parallel {
             entry.parallel = n;
+        }
+        if let Some(t) = args.kv_type {
+            entry.kv_type = t.engine().into();
         }
     }
     Ok(())
