@@ -107,7 +107,7 @@ impl Shape {
 pub struct Scratch {
     /// Scores of a query tile, Shape: (capacity, QUERY_TILE); or of one query.
     scores: Vec<f32>,
-    /// Softmax weights of one query. Shape: (capacity).
+    /// Softmax weights of a query tile, Shape: (QUERY_TILE, capacity); or of one query.
     weights: Vec<f32>,
     /// Accumulator rescales of the online softmax. Shape: (capacity).
     rescale: Vec<f32>,
@@ -127,7 +127,7 @@ impl Scratch {
     pub fn new(head_dim: usize, capacity: usize) -> Self {
         Scratch {
             scores: vec![0.0; capacity * QUERY_TILE],
-            weights: vec![0.0; capacity],
+            weights: vec![0.0; capacity * QUERY_TILE],
             rescale: vec![0.0; capacity],
             query_t: vec![0.0; head_dim * QUERY_TILE],
             query_f16: vec![f16::ZERO; head_dim],
@@ -140,7 +140,7 @@ impl Scratch {
 
     /// The longest sequence these buffers serve.
     pub fn capacity(&self) -> usize {
-        self.weights.len()
+        self.rescale.len()
     }
 }
 
@@ -406,20 +406,25 @@ fn attend_tile_f32(
             &mut scores[(j - lo) * QUERY_TILE..],
         );
     }
+    // Each lane's range of positions, and the range every lane of the tile sees.
+    let mut first = [0usize; QUERY_TILE];
+    let mut last = [0usize; QUERY_TILE];
     for l in 0..lanes {
-        let pos = tokens.pos(tile.start + l);
-        let first = shape.first(pos);
-        let score = |j: usize| scores[(j - lo) * QUERY_TILE + l];
-        let mut max = f32::NEG_INFINITY;
-        for j in first..=pos {
-            max = max.max(score(j));
-        }
-        let weights = &mut scratch.weights[..pos + 1 - first];
-        let mut sum = 0.0f64;
-        for (w, j) in weights.iter_mut().zip(first..=pos) {
-            *w = (score(j) - max).exp();
-            sum += *w as f64;
-        }
+        last[l] = tokens.pos(tile.start + l);
+        first[l] = shape.first(last[l]);
+    }
+    let capacity = scratch.weights.len() / QUERY_TILE;
+    let sums = tile_softmax(
+        scores,
+        lo,
+        &first[..lanes],
+        &last[..lanes],
+        &mut scratch.weights,
+        capacity,
+    );
+    for l in 0..lanes {
+        let (first, pos) = (first[l], last[l]);
+        let weights = &scratch.weights[l * capacity..l * capacity + pos + 1 - first];
         let acc = &mut scratch.acc_f32[..hd];
         acc.fill(0.0);
         for (j, row, count) in runs(first, pos, ring) {
@@ -430,12 +435,95 @@ fn attend_tile_f32(
                 &weights[j - first..j - first + count],
             );
         }
+        let sum = sums[l];
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum as f32 };
         let o = &mut out[l * q_dim + h * hd..l * q_dim + (h + 1) * hd];
         for (o, a) in o.iter_mut().zip(acc.iter()) {
             *o = a * inv;
         }
     }
+}
+
+/// The softmax of each lane of a tile's scores (`scores[(j - lo) * QUERY_TILE + l]`)
+/// over its positions `first[l]..=last[l]`: its maximum, then
+/// `weights[l * capacity + j - first[l]] = exp(score - max)` and the f64 sum of the
+/// weights in order of `j` (the reference's arithmetic, lane by lane). Returns the sums.
+///
+/// The positions all lanes see are walked row by row, the lanes side by side (the
+/// maxima then vectorise, and the eight running sums overlap); each lane's own
+/// positions before and after those are done alone, in order.
+fn tile_softmax(
+    scores: &[f32],
+    lo: usize,
+    first: &[usize],
+    last: &[usize],
+    weights: &mut [f32],
+    capacity: usize,
+) -> [f64; QUERY_TILE] {
+    let lanes = first.len();
+    let score = |j: usize, l: usize| scores[(j - lo) * QUERY_TILE + l];
+    // The shared range, `common.start > common.end` when there is none.
+    let shared = (
+        first.iter().max().copied().unwrap_or(0),
+        last.iter().min().copied().unwrap_or(0),
+    );
+    let common = if shared.0 <= shared.1 {
+        Some(shared)
+    } else {
+        None
+    };
+    // Each lane's positions before and after the shared ones (all of them without).
+    let before = |l: usize| match common {
+        Some((from, _)) => first[l]..from,
+        None => first[l]..last[l] + 1,
+    };
+    let after = |l: usize| match common {
+        Some((_, to)) => to + 1..last[l] + 1,
+        None => 0..0,
+    };
+
+    // The maximum: its value does not depend on the order of the scores.
+    let mut max = [f32::NEG_INFINITY; QUERY_TILE];
+    if let Some((from, to)) = common {
+        for row in
+            scores[(from - lo) * QUERY_TILE..(to + 1 - lo) * QUERY_TILE].chunks_exact(QUERY_TILE)
+        {
+            for (m, &s) in max.iter_mut().zip(row) {
+                *m = m.max(s);
+            }
+        }
+    }
+    for (l, max) in max.iter_mut().enumerate().take(lanes) {
+        for j in before(l).chain(after(l)) {
+            *max = max.max(score(j, l));
+        }
+    }
+
+    // The weights and their sums, in order of position per lane.
+    let mut sums = [0.0f64; QUERY_TILE];
+    let mut put = |l: usize, j: usize, sums: &mut [f64; QUERY_TILE]| {
+        let w = (score(j, l) - max[l]).exp();
+        weights[l * capacity + j - first[l]] = w;
+        sums[l] += w as f64;
+    };
+    for l in 0..lanes {
+        for j in before(l) {
+            put(l, j, &mut sums);
+        }
+    }
+    if let Some((from, to)) = common {
+        for j in from..=to {
+            for l in 0..lanes {
+                put(l, j, &mut sums);
+            }
+        }
+    }
+    for l in 0..lanes {
+        for j in after(l) {
+            put(l, j, &mut sums);
+        }
+    }
+    sums
 }
 
 /// The online softmax of ggml's one-chunk path replayed over scores in order: the

@@ -473,6 +473,9 @@ fn f32_path_gives_the_reference_bits() {
         compare(None, None, 70, threads);
         compare(None, Some(9), 70, threads);
         compare(None, Some(150), 64, threads);
+        // Windows narrower than a tile: the tile's lanes share no position.
+        compare(None, Some(3), 70, threads);
+        compare(None, Some(1), 66, threads);
     }
 }
 
