@@ -292,8 +292,19 @@ enum Storage {
 impl Storage {
     fn new(kv_type: KvType, len: usize) -> Self {
         match kv_type {
-            KvType::F16 => Storage::F16(AnonBuffer::zeroed(len)),
-            _ => Storage::Quantized(AnonBuffer::zeroed(len)),
+            // Written once now, as llama.cpp clears its KV buffer at allocation: the
+            // pages become resident at load, so the memory a model holds is what the
+            // runtime reserved for it, not something that grows under later requests.
+            KvType::F16 => {
+                let mut buffer = AnonBuffer::zeroed(len);
+                buffer.fill(f16::ZERO);
+                Storage::F16(buffer)
+            }
+            _ => {
+                let mut buffer = AnonBuffer::zeroed(len);
+                buffer.fill(0);
+                Storage::Quantized(buffer)
+            }
         }
     }
 
