@@ -1,4 +1,4 @@
-//! Causal grouped-query attention over the F16 key/value cache, with the arithmetic of
+//! Causal grouped-query attention over the key/value cache, with the arithmetic of
 //! llama.cpp's CPU flash attention (ggml-cpu `ops.cpp`,
 //! `ggml_compute_forward_flash_attn_ext_f16`), which made the goldens.
 //!
@@ -16,20 +16,40 @@
 //! for F16/F32 caches only), with that path's arithmetic for quantized types: Q is
 //! quantized to the K type's `vec_dot_type` (Q8_0 for both) and each K·Q is the integer
 //! block dot product of the weights' matmul; each V row is dequantized to F32 and
-//! accumulated in an F32 vector with the same online softmax ([`attend`]).
+//! accumulated in an F32 vector with the same online softmax.
 //!
 //! The cache may hold a sliding-window layer as a ring ([`Cached::positions`] smaller than
 //! the context): position `j` is at index `j % positions`, and positions are visited in
 //! the same order as in a full cache, so the result does not depend on the layout.
+//!
+//! Speed without changing a bit: the loops over keys and over the head dimension are
+//! tern-kernels' exact SIMD kernels ([`tern_kernels::attention`]), which give the bits of
+//! the scalar arithmetic above on every CPU. The F32 path scores a tile of
+//! [`QUERY_TILE`] consecutive tokens at once (one pass over the keys for the whole
+//! tile). The online softmax of the one-chunk path only needs the scores in order, so
+//! all of a token's scores are computed first, the maxima and weights replayed in order
+//! (the scalar `expf` of the reference), and the values then accumulated by one kernel
+//! call. The work is split over the thread pool by groups of [`QUERY_TILE`] tokens
+//! (prompt batches) or by (token, head) (decoding), each thread with its own
+//! [`Scratch`]; every output value is computed by one thread in one order, so the result
+//! does not depend on the thread count.
+
+use std::sync::Mutex;
 
 use half::f16;
 use tern_gguf::GgmlType;
 use tern_kernels::Kernels;
+use tern_kernels::attention::QUERY_TILE;
+use tern_kernels::pool::ThreadPool;
 
 use crate::kv_cache::{Rotation, hadamard};
 
 /// The batch size from which ggml uses the tiled F32 path (`GGML_FA_TILE_Q`).
 pub const TILED_MIN_TOKENS: usize = 64;
+
+/// Below this much work (multiply-adds of a layer's attention), decoding runs on the
+/// calling thread alone: handing it to the workers would cost more than it saves.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 /// Which of ggml's flash-attention paths to reproduce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,19 +87,37 @@ impl Shape {
     fn kv_dim(&self) -> usize {
         self.head_count_kv * self.head_dim
     }
+
+    fn q_dim(&self) -> usize {
+        self.head_count * self.head_dim
+    }
+
+    /// The first position a query at `pos` sees. ggml's mask for
+    /// `LLAMA_SWA_TYPE_STANDARD` hides keys with `p_query - p_key >= window`.
+    fn first(&self, pos: usize) -> usize {
+        match self.window {
+            Some(w) => (pos + 1).saturating_sub(w),
+            None => 0,
+        }
+    }
 }
 
-/// Buffers reused across calls. Sized for `capacity` positions.
+/// One thread's buffers. Sized for `capacity` positions.
 #[derive(Debug)]
 pub struct Scratch {
+    /// Scores of a query tile, Shape: (capacity, QUERY_TILE); or of one query.
     scores: Vec<f32>,
+    /// Softmax weights of a query tile, Shape: (QUERY_TILE, capacity); or of one query.
+    weights: Vec<f32>,
+    /// Accumulator rescales of the online softmax. Shape: (capacity).
+    rescale: Vec<f32>,
+    /// A query tile transposed. Shape: (head_dim, QUERY_TILE).
+    query_t: Vec<f32>,
     query_f16: Vec<f16>,
     acc_f16: Vec<f16>,
     acc_f32: Vec<f32>,
     /// One head of Q as Q8_0 blocks (quantized caches).
     query_q8: Vec<u8>,
-    /// One dequantized V row of one head (quantized caches).
-    value_f32: Vec<f32>,
     /// One head of Q, rotated (quantized caches).
     query_f32: Vec<f32>,
 }
@@ -88,19 +126,65 @@ impl Scratch {
     /// Buffers for heads of `head_dim` values and contexts of `capacity` positions.
     pub fn new(head_dim: usize, capacity: usize) -> Self {
         Scratch {
-            scores: vec![0.0; capacity],
+            scores: vec![0.0; capacity * QUERY_TILE],
+            weights: vec![0.0; capacity * QUERY_TILE],
+            rescale: vec![0.0; capacity],
+            query_t: vec![0.0; head_dim * QUERY_TILE],
             query_f16: vec![f16::ZERO; head_dim],
             acc_f16: vec![f16::ZERO; head_dim],
             acc_f32: vec![0.0; head_dim],
             query_q8: vec![0; q8_0_bytes(head_dim.next_multiple_of(32))],
-            value_f32: vec![0.0; head_dim],
             query_f32: vec![0.0; head_dim],
         }
     }
 
     /// The longest sequence these buffers serve.
     pub fn capacity(&self) -> usize {
-        self.scores.len()
+        self.rescale.len()
+    }
+}
+
+/// The buffers of every thread that may run attention: one [`Scratch`] per thread of
+/// the pool, each taken by the thread running a chunk (its index is the pool's
+/// `thread_index`, so the locks are never contended).
+#[derive(Debug)]
+pub struct Workspace {
+    threads: Vec<Mutex<Scratch>>,
+    head_dim: usize,
+    capacity: usize,
+}
+
+impl Workspace {
+    /// Buffers for one thread, heads of `head_dim` values, `capacity` positions.
+    pub fn new(head_dim: usize, capacity: usize) -> Self {
+        Workspace {
+            threads: vec![Mutex::new(Scratch::new(head_dim, capacity))],
+            head_dim,
+            capacity,
+        }
+    }
+
+    /// Makes buffers for `n` threads (allocates once, when the pool is set).
+    pub fn set_threads(&mut self, n: usize) {
+        let n = n.max(1);
+        self.threads.truncate(n);
+        while self.threads.len() < n {
+            let scratch = Scratch::new(self.head_dim, self.capacity);
+            self.threads.push(Mutex::new(scratch));
+        }
+    }
+
+    /// The longest sequence these buffers serve.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Runs `f` with the buffers of thread `index`.
+    fn with<R>(&self, index: usize, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        let slot = &self.threads[index.min(self.threads.len() - 1)];
+        // A panic in another chunk leaves the buffers as valid as before: reuse them.
+        let mut scratch = slot.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut scratch)
     }
 }
 
@@ -136,106 +220,399 @@ pub struct Cached<'a> {
     pub rotation: Rotation,
 }
 
-/// Attention output of one query token at position `pos`.
-///
-/// `query`: Shape (head_count, head_dim). `cached`: the token's sequence, positions
-/// `0..=pos` valid. `out`: Shape (head_count, head_dim).
-pub fn attend(
+/// The tokens of a batch as attention sees them.
+#[derive(Clone, Copy)]
+pub struct Tokens<'a> {
+    /// Shape: (n, head_count * head_dim).
+    pub queries: &'a [f32],
+    pub seq_ids: &'a [u32],
+    pub positions: &'a [u32],
+    /// The cache of a sequence in this layer (positions `0..=pos` of each token valid).
+    pub cached: &'a (dyn Fn(u32) -> Cached<'a> + Sync),
+}
+
+impl std::fmt::Debug for Tokens<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("n", &self.seq_ids.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tokens<'_> {
+    fn len(&self) -> usize {
+        self.seq_ids.len()
+    }
+
+    fn pos(&self, t: usize) -> usize {
+        self.positions[t] as usize
+    }
+}
+
+/// Attention output of every token of a batch: `out` rows `t` (Shape: (head_count,
+/// head_dim) each) for `t < tokens.len()`. `out` must hold
+/// `tokens.len().next_multiple_of(QUERY_TILE)` rows (the rows past the batch are left
+/// as they are). With `pool`, the work is split over its threads (`workspace` must have
+/// buffers for as many); the result is the same bits either way.
+pub fn attend_batch(
     shape: &Shape,
     arithmetic: Arithmetic,
-    query: &[f32],
+    tokens: Tokens<'_>,
+    workspace: &Workspace,
+    pool: Option<&ThreadPool>,
+    out: &mut [f32],
+) {
+    let n = tokens.len();
+    let q_dim = shape.q_dim();
+    let hd = shape.head_dim;
+    if n == 0 {
+        return;
+    }
+    let quantized = matches!(
+        (tokens.cached)(tokens.seq_ids[0]).keys,
+        KvRows::Quantized { .. }
+    );
+    if arithmetic == Arithmetic::F32 && !quantized {
+        // Groups of QUERY_TILE rows, all heads of a group in one chunk item.
+        let out = &mut out[..n.next_multiple_of(QUERY_TILE) * q_dim];
+        let work = |items: std::ops::Range<usize>, part: &mut [f32], thread: usize| {
+            workspace.with(thread, |scratch| {
+                for (i, g) in items.enumerate() {
+                    let rows = g * QUERY_TILE..((g + 1) * QUERY_TILE).min(n);
+                    let part = &mut part[i * QUERY_TILE * q_dim..];
+                    attend_group_f32(shape, &tokens, rows, scratch, part);
+                }
+            })
+        };
+        match pool {
+            Some(pool) => pool.for_each_chunk_mut(out, QUERY_TILE * q_dim, 1, work),
+            None => work(0..out.len() / (QUERY_TILE * q_dim), out, 0),
+        }
+        return;
+    }
+    // One item per (token, head).
+    let out = &mut out[..n * q_dim];
+    let items = n * shape.head_count;
+    let keys: usize = (0..n)
+        .map(|t| tokens.pos(t) + 1 - shape.first(tokens.pos(t)))
+        .sum();
+    let min_chunk = if keys * shape.head_count * hd < PARALLEL_MIN_WORK {
+        items
+    } else {
+        1
+    };
+    let work = |items: std::ops::Range<usize>, part: &mut [f32], thread: usize| {
+        workspace.with(thread, |scratch| {
+            for (i, item) in items.enumerate() {
+                let (t, h) = (item / shape.head_count, item % shape.head_count);
+                let o = &mut part[i * hd..(i + 1) * hd];
+                let q = &tokens.queries[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+                let cached = (tokens.cached)(tokens.seq_ids[t]);
+                if quantized {
+                    attend_head_quantized(shape, q, h, cached, tokens.pos(t), scratch, o);
+                } else {
+                    attend_head_f16(shape, q, h, cached, tokens.pos(t), scratch, o);
+                }
+            }
+        })
+    };
+    match pool {
+        Some(pool) => pool.for_each_chunk_mut(out, hd, min_chunk, work),
+        None => work(0..items, out, 0),
+    }
+}
+
+/// Positions `from..=to` as runs of consecutive rows of a ring of `ring` rows:
+/// `(first position, first row, count)`, in position order.
+fn runs(from: usize, to: usize, ring: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let mut next = from;
+    std::iter::from_fn(move || {
+        if next > to {
+            return None;
+        }
+        let row = next % ring;
+        let count = (to + 1 - next).min(ring - row);
+        let run = (next, row, count);
+        next += count;
+        Some(run)
+    })
+}
+
+/// The F32 path for the batch rows `rows` (at most [`QUERY_TILE`]), all heads; `out`
+/// starts at the first of them.
+fn attend_group_f32(
+    shape: &Shape,
+    tokens: &Tokens<'_>,
+    rows: std::ops::Range<usize>,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    // Tiles: consecutive rows of one sequence at consecutive positions, whose keys are
+    // then one range of positions (within a ring's span, see `KvCache`).
+    let mut start = rows.start;
+    while start < rows.end {
+        let mut end = start + 1;
+        while end < rows.end
+            && tokens.seq_ids[end] == tokens.seq_ids[start]
+            && tokens.pos(end) == tokens.pos(start) + (end - start)
+        {
+            end += 1;
+        }
+        let o = &mut out[(start - rows.start) * shape.q_dim()..];
+        for h in 0..shape.head_count {
+            attend_tile_f32(shape, tokens, start..end, h, scratch, o);
+        }
+        start = end;
+    }
+}
+
+/// The F32 path for head `h` of the consecutive tokens `tile` of one sequence.
+fn attend_tile_f32(
+    shape: &Shape,
+    tokens: &Tokens<'_>,
+    tile: std::ops::Range<usize>,
+    h: usize,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    let kernels = Kernels::current();
+    let (hd, q_dim, kv_dim) = (shape.head_dim, shape.q_dim(), shape.kv_dim());
+    let cached = (tokens.cached)(tokens.seq_ids[tile.start]);
+    let (KvRows::F16(keys), KvRows::F16(values)) = (cached.keys, cached.values) else {
+        return;
+    };
+    let ring = cached.positions;
+    let kv_off = h / (shape.head_count / shape.head_count_kv) * hd;
+    let lanes = tile.len();
+    // Q transposed, lanes past the tile zero.
+    let query_t = &mut scratch.query_t[..hd * QUERY_TILE];
+    query_t.fill(0.0);
+    for (l, t) in tile.clone().enumerate() {
+        let q = &tokens.queries[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+        for (d, &v) in q.iter().enumerate() {
+            query_t[d * QUERY_TILE + l] = v;
+        }
+    }
+    let lo = shape.first(tokens.pos(tile.start));
+    let hi = tokens.pos(tile.end - 1);
+    let scores = &mut scratch.scores[..(hi + 1 - lo) * QUERY_TILE];
+    for (j, row, count) in runs(lo, hi, ring) {
+        kernels.attention_scores_f32(
+            query_t,
+            &keys[row * kv_dim + kv_off..],
+            kv_dim,
+            count,
+            shape.scale,
+            &mut scores[(j - lo) * QUERY_TILE..],
+        );
+    }
+    // Each lane's range of positions, and the range every lane of the tile sees.
+    let mut first = [0usize; QUERY_TILE];
+    let mut last = [0usize; QUERY_TILE];
+    for l in 0..lanes {
+        last[l] = tokens.pos(tile.start + l);
+        first[l] = shape.first(last[l]);
+    }
+    let capacity = scratch.weights.len() / QUERY_TILE;
+    let sums = tile_softmax(
+        scores,
+        lo,
+        &first[..lanes],
+        &last[..lanes],
+        &mut scratch.weights,
+        capacity,
+    );
+    for l in 0..lanes {
+        let (first, pos) = (first[l], last[l]);
+        let weights = &scratch.weights[l * capacity..l * capacity + pos + 1 - first];
+        let acc = &mut scratch.acc_f32[..hd];
+        acc.fill(0.0);
+        for (j, row, count) in runs(first, pos, ring) {
+            kernels.attention_accumulate_f32(
+                acc,
+                &values[row * kv_dim + kv_off..],
+                kv_dim,
+                &weights[j - first..j - first + count],
+            );
+        }
+        let sum = sums[l];
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum as f32 };
+        let o = &mut out[l * q_dim + h * hd..l * q_dim + (h + 1) * hd];
+        for (o, a) in o.iter_mut().zip(acc.iter()) {
+            *o = a * inv;
+        }
+    }
+}
+
+/// The softmax of each lane of a tile's scores (`scores[(j - lo) * QUERY_TILE + l]`)
+/// over its positions `first[l]..=last[l]`: its maximum, then
+/// `weights[l * capacity + j - first[l]] = exp(score - max)` and the f64 sum of the
+/// weights in order of `j` (the reference's arithmetic, lane by lane). Returns the sums.
+///
+/// The positions all lanes see are walked row by row, the lanes side by side (the
+/// maxima then vectorise, and the eight running sums overlap); each lane's own
+/// positions before and after those are done alone, in order.
+fn tile_softmax(
+    scores: &[f32],
+    lo: usize,
+    first: &[usize],
+    last: &[usize],
+    weights: &mut [f32],
+    capacity: usize,
+) -> [f64; QUERY_TILE] {
+    let lanes = first.len();
+    let score = |j: usize, l: usize| scores[(j - lo) * QUERY_TILE + l];
+    // The shared range, `common.start > common.end` when there is none.
+    let shared = (
+        first.iter().max().copied().unwrap_or(0),
+        last.iter().min().copied().unwrap_or(0),
+    );
+    let common = if shared.0 <= shared.1 {
+        Some(shared)
+    } else {
+        None
+    };
+    // Each lane's positions before and after the shared ones (all of them without).
+    let before = |l: usize| match common {
+        Some((from, _)) => first[l]..from,
+        None => first[l]..last[l] + 1,
+    };
+    let after = |l: usize| match common {
+        Some((_, to)) => to + 1..last[l] + 1,
+        None => 0..0,
+    };
+
+    // The maximum: its value does not depend on the order of the scores.
+    let mut max = [f32::NEG_INFINITY; QUERY_TILE];
+    if let Some((from, to)) = common {
+        for row in
+            scores[(from - lo) * QUERY_TILE..(to + 1 - lo) * QUERY_TILE].chunks_exact(QUERY_TILE)
+        {
+            for (m, &s) in max.iter_mut().zip(row) {
+                *m = m.max(s);
+            }
+        }
+    }
+    for (l, max) in max.iter_mut().enumerate().take(lanes) {
+        for j in before(l).chain(after(l)) {
+            *max = max.max(score(j, l));
+        }
+    }
+
+    // The weights and their sums, in order of position per lane.
+    let mut sums = [0.0f64; QUERY_TILE];
+    let mut put = |l: usize, j: usize, sums: &mut [f64; QUERY_TILE]| {
+        let w = (score(j, l) - max[l]).exp();
+        weights[l * capacity + j - first[l]] = w;
+        sums[l] += w as f64;
+    };
+    for l in 0..lanes {
+        for j in before(l) {
+            put(l, j, &mut sums);
+        }
+    }
+    if let Some((from, to)) = common {
+        for j in from..=to {
+            for l in 0..lanes {
+                put(l, j, &mut sums);
+            }
+        }
+    }
+    for l in 0..lanes {
+        for j in after(l) {
+            put(l, j, &mut sums);
+        }
+    }
+    sums
+}
+
+/// The online softmax of ggml's one-chunk path replayed over scores in order: the
+/// weight of each key and the factor the accumulator is rescaled by before it (1 when
+/// the maximum did not move). Returns the sum of the weights.
+fn online_softmax(scores: &[f32], weights: &mut [f32], rescale: &mut [f32]) -> f32 {
+    let mut sum = 0.0f32;
+    let mut max = f32::NEG_INFINITY;
+    for ((&s, w), r) in scores.iter().zip(weights).zip(rescale) {
+        let mut max_scale = 1.0f32;
+        let mut weight = 1.0f32;
+        if s > max {
+            let old = max;
+            max = s;
+            max_scale = (old - max).exp();
+        } else {
+            weight = (s - max).exp();
+        }
+        *w = weight;
+        *r = max_scale;
+        // `S = S*ms + vs`, which GCC contracts to one fused multiply-add in ggml.
+        sum = sum.mul_add(max_scale, weight);
+    }
+    sum
+}
+
+/// One head of one token on an F16 cache, ggml's one-chunk path: Q rounded to F16,
+/// the F16 accumulator.
+fn attend_head_f16(
+    shape: &Shape,
+    q: &[f32],
+    h: usize,
     cached: Cached<'_>,
     pos: usize,
     scratch: &mut Scratch,
     out: &mut [f32],
 ) {
-    let (keys, values) = match (cached.keys, cached.values) {
-        (KvRows::F16(k), KvRows::F16(v)) => (k, v),
-        (KvRows::Quantized { .. }, KvRows::Quantized { .. }) => {
-            return attend_quantized(shape, query, cached, pos, scratch, out);
-        }
-        _ => unreachable!("keys and values share one cache type"),
+    let kernels = Kernels::current();
+    let (KvRows::F16(keys), KvRows::F16(values)) = (cached.keys, cached.values) else {
+        return;
     };
+    let (hd, kv_dim) = (shape.head_dim, shape.kv_dim());
+    let kv_off = h / (shape.head_count / shape.head_count_kv) * hd;
     let ring = cached.positions;
-    let hd = shape.head_dim;
-    let kv_dim = shape.kv_dim();
-    let group = shape.head_count / shape.head_count_kv;
-    // ggml's mask for LLAMA_SWA_TYPE_STANDARD hides keys with `p_query - p_key >= window`.
-    let first = match shape.window {
-        Some(w) => (pos + 1).saturating_sub(w),
-        None => 0,
-    };
-    for h in 0..shape.head_count {
-        let q = &query[h * hd..(h + 1) * hd];
-        let kv_off = (h / group) * hd;
-        let o = &mut out[h * hd..(h + 1) * hd];
-        let row = |j: usize| (j % ring) * kv_dim + kv_off;
-        let key = |j: usize| &keys[row(j)..row(j) + hd];
-        let value = |j: usize| &values[row(j)..row(j) + hd];
-        match arithmetic {
-            Arithmetic::F32 => {
-                let scores = &mut scratch.scores[first..=pos];
-                let mut max = f32::NEG_INFINITY;
-                for (s, j) in scores.iter_mut().zip(first..=pos) {
-                    *s = dot_f32_f16(q, key(j)) * shape.scale;
-                    max = max.max(*s);
-                }
-                let acc = &mut scratch.acc_f32;
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                let mut sum = 0.0f64;
-                for (s, j) in scores.iter().zip(first..=pos) {
-                    let w = (s - max).exp();
-                    sum += w as f64;
-                    for (a, v) in acc.iter_mut().zip(value(j)) {
-                        *a += v.to_f32() * w;
-                    }
-                }
-                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum as f32 };
-                for (o, a) in o.iter_mut().zip(acc.iter()) {
-                    *o = a * inv;
-                }
-            }
-            Arithmetic::F16Accumulate => {
-                for (d, s) in scratch.query_f16.iter_mut().zip(q) {
-                    *d = f16::from_f32(*s);
-                }
-                let acc = &mut scratch.acc_f16;
-                acc.iter_mut().for_each(|a| *a = f16::ZERO);
-                let mut sum = 0.0f32;
-                let mut max = f32::NEG_INFINITY;
-                for j in first..=pos {
-                    let s = dot_f16(key(j), &scratch.query_f16) * shape.scale;
-                    let mut max_scale = 1.0f32;
-                    let mut weight = 1.0f32;
-                    if s > max {
-                        let old = max;
-                        max = s;
-                        max_scale = (old - max).exp();
-                        tern_kernels::vec_scale_f16(acc, max_scale);
-                    } else {
-                        weight = (s - max).exp();
-                    }
-                    // ggml_vec_mad_f16: one fused multiply-add, then F16.
-                    tern_kernels::vec_mad_f16(acc, value(j), weight);
-                    // `S = S*ms + vs`, which GCC contracts to one fused multiply-add in ggml.
-                    sum = sum.mul_add(max_scale, weight);
-                }
-                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-                for (o, a) in o.iter_mut().zip(acc.iter()) {
-                    *o = a.to_f32() * inv;
-                }
-            }
-        }
+    let first = shape.first(pos);
+    let n = pos + 1 - first;
+    let query = &mut scratch.query_f16[..hd];
+    for (d, s) in query.iter_mut().zip(q) {
+        *d = f16::from_f32(*s);
+    }
+    let scores = &mut scratch.scores[..n];
+    for (j, row, count) in runs(first, pos, ring) {
+        kernels.attention_scores_f16(
+            query,
+            &keys[row * kv_dim + kv_off..],
+            kv_dim,
+            count,
+            shape.scale,
+            &mut scores[j - first..],
+        );
+    }
+    let (weights, rescale) = (&mut scratch.weights[..n], &mut scratch.rescale[..n]);
+    let sum = online_softmax(scores, weights, rescale);
+    let acc = &mut scratch.acc_f16[..hd];
+    acc.fill(f16::ZERO);
+    for (j, row, count) in runs(first, pos, ring) {
+        let at = j - first..j - first + count;
+        kernels.attention_accumulate_f16(
+            acc,
+            &values[row * kv_dim + kv_off..],
+            kv_dim,
+            &weights[at.clone()],
+            &rescale[at],
+        );
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for (o, a) in out.iter_mut().zip(acc.iter()) {
+        *o = a.to_f32() * inv;
     }
 }
 
-/// Attention over a quantized cache: ggml's one-chunk path for a K type whose
+/// One head of one token on a quantized cache: ggml's one-chunk path for a K type whose
 /// `vec_dot_type` is Q8_0 (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`): Q
-/// quantized to Q8_0 per head, K·Q as the block dot product, V dequantized to F32 and
+/// quantized to Q8_0, K·Q as the block dot product, V dequantized to F32 and
 /// accumulated in F32 with the online softmax.
-fn attend_quantized(
+fn attend_head_quantized(
     shape: &Shape,
-    query: &[f32],
+    q: &[f32],
+    h: usize,
     cached: Cached<'_>,
     pos: usize,
     scratch: &mut Scratch,
@@ -255,339 +632,71 @@ fn attend_quantized(
     };
     let kernels = Kernels::current();
     let hd = shape.head_dim;
-    let group = shape.head_count / shape.head_count_kv;
+    let head_off = h / (shape.head_count / shape.head_count_kv) * head_bytes;
     let ring = cached.positions;
-    let first = match shape.window {
-        Some(w) => (pos + 1).saturating_sub(w),
-        None => 0,
-    };
+    let first = shape.first(pos);
+    let n = pos + 1 - first;
     let query_q8 = &mut scratch.query_q8[..q8_0_bytes(hd)];
-    let value = &mut scratch.value_f32[..hd];
-    for h in 0..shape.head_count {
-        let q = &mut scratch.query_f32[..hd];
-        q.copy_from_slice(&query[h * hd..(h + 1) * hd]);
-        hadamard(q, cached.rotation.keys);
-        let o = &mut out[h * hd..(h + 1) * hd];
-        // The cache was made for this head size, so the row lengths agree: a failure
-        // here is a bug, shown as NaN outputs rather than a panic.
-        if kernels
-            .quantize_activation_row(GgmlType::Q8_0, q, query_q8)
-            .is_err()
-        {
-            o.fill(f32::NAN);
-            continue;
-        }
-        let head_off = (h / group) * head_bytes;
-        let row = |j: usize| (j % ring) * row_bytes + head_off;
-        let acc = &mut scratch.acc_f32[..hd];
-        acc.fill(0.0);
-        let mut sum = 0.0f32;
-        let mut max = f32::NEG_INFINITY;
-        for j in first..=pos {
-            let at = row(j);
-            let s = kernels
-                .vec_dot(ty, &keys[at..at + head_bytes], query_q8, hd)
-                .unwrap_or(f32::NAN)
-                * shape.scale;
-            let mut max_scale = 1.0f32;
-            let mut weight = 1.0f32;
-            if s > max {
-                let old = max;
-                max = s;
-                max_scale = (old - max).exp();
-                acc.iter_mut().for_each(|a| *a *= max_scale);
-            } else {
-                weight = (s - max).exp();
-            }
-            if tern_kernels::dequantize_row(ty, &values[at..at + head_bytes], value).is_err() {
-                value.fill(f32::NAN);
-            }
-            // ggml_vec_mad_f32.
-            for (a, v) in acc.iter_mut().zip(value.iter()) {
-                *a += v * weight;
-            }
-            // `S = S*ms + vs`, which GCC contracts to one fused multiply-add in ggml.
-            sum = sum.mul_add(max_scale, weight);
-        }
-        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-        for (o, a) in o.iter_mut().zip(acc.iter()) {
-            *o = a * inv;
-        }
-        hadamard(o, cached.rotation.values);
+    let rotated = &mut scratch.query_f32[..hd];
+    rotated.copy_from_slice(q);
+    hadamard(rotated, cached.rotation.keys);
+    // The cache was made for this head size, so the row lengths agree: a failure
+    // here is a bug, shown as NaN outputs rather than a panic.
+    if kernels
+        .quantize_activation_row(GgmlType::Q8_0, rotated, query_q8)
+        .is_err()
+    {
+        out.fill(f32::NAN);
+        return;
     }
-}
-
-/// K·Q with Q in F32 (the tiled path widens K to F32).
-fn dot_f32_f16(q: &[f32], k: &[f16]) -> f32 {
-    let mut sum = 0.0f64;
-    for (a, b) in q.iter().zip(k) {
-        sum += (a * b.to_f32()) as f64;
+    let scores = &mut scratch.scores[..n];
+    for (j, row, count) in runs(first, pos, ring) {
+        let at = row * row_bytes + head_off;
+        let scored = kernels.attention_scores_quantized(
+            ty,
+            query_q8,
+            hd,
+            &keys[at..],
+            row_bytes,
+            count,
+            shape.scale,
+            &mut scores[j - first..],
+        );
+        if scored.is_err() {
+            out.fill(f32::NAN);
+            return;
+        }
     }
-    sum as f32
-}
-
-/// K·Q with both in F16, summed in the lane order of llama.cpp's AVX-512 build of
-/// `ggml_vec_dot_f16` (the build the goldens come from; the kernels reproduce it on every
-/// path). A score that differs in its last bit can flip an F16 rounding of the
-/// accumulator, so the order is worth keeping.
-fn dot_f16(k: &[f16], q: &[f16]) -> f32 {
-    tern_kernels::vec_dot_f16_ggml(k, q)
+    let (weights, rescale) = (&mut scratch.weights[..n], &mut scratch.rescale[..n]);
+    let sum = online_softmax(scores, weights, rescale);
+    let acc = &mut scratch.acc_f32[..hd];
+    acc.fill(0.0);
+    for (j, row, count) in runs(first, pos, ring) {
+        let at = j - first..j - first + count;
+        let added = kernels.attention_accumulate_quantized(
+            ty,
+            acc,
+            &values[row * row_bytes + head_off..],
+            row_bytes,
+            &weights[at.clone()],
+            &rescale[at],
+        );
+        if added.is_err() {
+            out.fill(f32::NAN);
+            return;
+        }
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for (o, a) in out.iter_mut().zip(acc.iter()) {
+        *o = a * inv;
+    }
+    hadamard(out, cached.rotation.values);
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+#[path = "attention_reference.rs"]
+mod reference;
 
-    /// Plain softmax attention in f64, the mathematical definition.
-    fn naive(shape: &Shape, q: &[f32], k: &[f16], v: &[f16], pos: usize) -> Vec<f32> {
-        let hd = shape.head_dim;
-        let kv_dim = shape.kv_dim();
-        let group = shape.head_count / shape.head_count_kv;
-        let mut out = vec![0.0; shape.head_count * hd];
-        for h in 0..shape.head_count {
-            let off = (h / group) * hd;
-            let first = shape.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let scores: Vec<f64> = (first..=pos)
-                .map(|j| {
-                    let dot: f64 = (0..hd)
-                        .map(|d| q[h * hd + d] as f64 * k[j * kv_dim + off + d].to_f64())
-                        .sum();
-                    dot * shape.scale as f64
-                })
-                .collect();
-            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
-            for d in 0..hd {
-                let mut acc = 0.0;
-                for (s, j) in scores.iter().zip(first..=pos) {
-                    acc += (s - max).exp() / total * v[j * kv_dim + off + d].to_f64();
-                }
-                out[h * hd + d] = acc as f32;
-            }
-        }
-        out
-    }
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        // A small deterministic generator: values in [-1, 1).
-        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x % 20_000) as f32 / 10_000.0 - 1.0
-            })
-            .collect()
-    }
-
-    fn check(window: Option<usize>, arithmetic: Arithmetic, tolerance: f32) {
-        let shape = Shape {
-            head_count: 4,
-            head_count_kv: 2,
-            head_dim: 8,
-            scale: 0.35,
-            window,
-        };
-        let len = 40;
-        let q = data(32, 1);
-        let k: Vec<f16> = data(len * 16, 2)
-            .iter()
-            .map(|&x| f16::from_f32(x * 3.0))
-            .collect();
-        let v: Vec<f16> = data(len * 16, 3)
-            .iter()
-            .map(|&x| f16::from_f32(x))
-            .collect();
-        let mut scratch = Scratch::new(8, len);
-        for pos in [0, 7, 39] {
-            let mut out = vec![0.0; 32];
-            attend(
-                &shape,
-                arithmetic,
-                &q,
-                Cached {
-                    keys: KvRows::F16(&k),
-                    values: KvRows::F16(&v),
-                    positions: len,
-                    rotation: Rotation::default(),
-                },
-                pos,
-                &mut scratch,
-                &mut out,
-            );
-            let want = naive(&shape, &q, &k, &v, pos);
-            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
-                assert!((a - b).abs() < tolerance, "pos {pos} [{i}]: {a} vs {b}");
-            }
-        }
-    }
-
-    #[test]
-    fn f32_path_is_softmax_attention() {
-        check(None, Arithmetic::F32, 1e-5);
-        check(Some(5), Arithmetic::F32, 1e-5);
-    }
-
-    #[test]
-    fn f16_path_is_softmax_attention_within_f16_rounding() {
-        check(None, Arithmetic::F16Accumulate, 4e-3);
-        check(Some(5), Arithmetic::F16Accumulate, 4e-3);
-    }
-
-    #[test]
-    fn f16_path_rounds_the_accumulator() {
-        // One key: the output is the value itself, rounded through the F16 accumulator.
-        let shape = Shape {
-            head_count: 1,
-            head_count_kv: 1,
-            head_dim: 2,
-            scale: 1.0,
-            window: None,
-        };
-        let k = [f16::from_f32(1.0), f16::from_f32(0.0)];
-        let v = [f16::from_f32(0.1), f16::from_f32(3.0)];
-        let mut scratch = Scratch::new(2, 1);
-        let mut out = [0.0; 2];
-        attend(
-            &shape,
-            Arithmetic::F16Accumulate,
-            &[0.5, 0.5],
-            Cached {
-                keys: KvRows::F16(&k),
-                values: KvRows::F16(&v),
-                positions: 1,
-                rotation: Rotation::default(),
-            },
-            0,
-            &mut scratch,
-            &mut out,
-        );
-        assert_eq!(out, [f16::from_f32(0.1).to_f32(), 3.0]);
-    }
-
-    #[test]
-    fn a_ring_of_the_window_gives_identical_results() {
-        let shape = Shape {
-            head_count: 4,
-            head_count_kv: 2,
-            head_dim: 8,
-            scale: 0.35,
-            window: Some(5),
-        };
-        let (len, ring) = (40, 12);
-        let q = data(32, 1);
-        let k: Vec<f16> = data(len * 16, 2)
-            .iter()
-            .map(|&x| f16::from_f32(x))
-            .collect();
-        let v: Vec<f16> = data(len * 16, 3)
-            .iter()
-            .map(|&x| f16::from_f32(x))
-            .collect();
-        // The ring holds the last `ring` positions, position p at row p % ring.
-        let mut ring_k = vec![f16::ZERO; ring * 16];
-        let mut ring_v = vec![f16::ZERO; ring * 16];
-        for p in len - ring..len {
-            let (src, dst) = (p * 16, (p % ring) * 16);
-            ring_k[dst..dst + 16].copy_from_slice(&k[src..src + 16]);
-            ring_v[dst..dst + 16].copy_from_slice(&v[src..src + 16]);
-        }
-        for arithmetic in [Arithmetic::F32, Arithmetic::F16Accumulate] {
-            let mut scratch = Scratch::new(8, len);
-            let (mut full, mut ringed) = (vec![0.0; 32], vec![0.0; 32]);
-            let cached = |k, v, positions| Cached {
-                keys: KvRows::F16(k),
-                values: KvRows::F16(v),
-                positions,
-                rotation: Rotation::default(),
-            };
-            attend(
-                &shape,
-                arithmetic,
-                &q,
-                cached(&k, &v, len),
-                39,
-                &mut scratch,
-                &mut full,
-            );
-            attend(
-                &shape,
-                arithmetic,
-                &q,
-                cached(&ring_k, &ring_v, ring),
-                39,
-                &mut scratch,
-                &mut ringed,
-            );
-            assert_eq!(full, ringed, "{arithmetic:?}");
-        }
-    }
-
-    #[test]
-    fn quantized_cache_is_softmax_attention_within_its_rounding() {
-        let shape = Shape {
-            head_count: 4,
-            head_count_kv: 2,
-            head_dim: 32,
-            scale: 0.2,
-            window: None,
-        };
-        let len = 24;
-        let q = data(128, 1);
-        let k = data(len * 64, 2);
-        let v = data(len * 64, 3);
-        for (ty, tolerance) in [(GgmlType::Q8_0, 0.01), (GgmlType::Q4_0, 0.08)] {
-            let row_bytes = 64 / 32 * ty.type_size();
-            let mut kq = vec![0u8; len * row_bytes];
-            let mut vq = vec![0u8; len * row_bytes];
-            for p in 0..len {
-                let at = p * row_bytes..(p + 1) * row_bytes;
-                tern_kernels::quantize_row(ty, &k[p * 64..(p + 1) * 64], &mut kq[at.clone()])
-                    .unwrap();
-                tern_kernels::quantize_row(ty, &v[p * 64..(p + 1) * 64], &mut vq[at]).unwrap();
-            }
-            let rows = |bytes| KvRows::Quantized {
-                ty,
-                bytes,
-                row_bytes,
-                head_bytes: row_bytes / 2,
-            };
-            let cached = Cached {
-                keys: rows(&kq),
-                values: rows(&vq),
-                positions: len,
-                rotation: Rotation::default(),
-            };
-            let mut scratch = Scratch::new(32, len);
-            let mut out = vec![0.0; 128];
-            // The arithmetic argument does not matter for a quantized cache.
-            attend(
-                &shape,
-                Arithmetic::F32,
-                &q,
-                cached,
-                len - 1,
-                &mut scratch,
-                &mut out,
-            );
-            let kf: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
-            let vf: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
-            let want = naive(&shape, &q, &kf, &vf, len - 1);
-            let max = out
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(max < tolerance, "{ty:?}: max difference {max}");
-            assert!(max > 0.0, "{ty:?}: quantization must show");
-        }
-    }
-
-    #[test]
-    fn batch_size_picks_the_path() {
-        assert_eq!(Arithmetic::for_batch(1), Arithmetic::F16Accumulate);
-        assert_eq!(Arithmetic::for_batch(63), Arithmetic::F16Accumulate);
-        assert_eq!(Arithmetic::for_batch(64), Arithmetic::F32);
-    }
-}
+#[cfg(test)]
+#[path = "attention_tests.rs"]
+mod tests;

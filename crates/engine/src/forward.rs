@@ -128,21 +128,23 @@ impl Model {
                 scale: score_scale,
                 window: lc.sliding_window,
             };
-            for t in 0..rows {
-                let (seq, pos) = (batch.seq_ids()[t], batch.positions()[t] as usize);
-                let cached = kv.cached(il, seq);
-                let query = &s.q[t * q_dim..(t + 1) * q_dim];
-                let out = &mut s.attn[t * q_dim..(t + 1) * q_dim];
-                attention::attend(
-                    &shape,
-                    arithmetic,
-                    query,
-                    cached,
-                    pos,
-                    &mut s.attention,
-                    out,
-                );
-            }
+            // Every token and head; split over the pool's threads when there is one.
+            let cached = |seq: u32| kv.cached(il, seq);
+            let tokens = attention::Tokens {
+                queries: &s.q[..rows * q_dim],
+                seq_ids: batch.seq_ids(),
+                positions: batch.positions(),
+                cached: &cached,
+            };
+            let pool = s.acts.pool().map(|p| &**p);
+            attention::attend_batch(
+                &shape,
+                arithmetic,
+                tokens,
+                &s.attention,
+                pool,
+                &mut s.attn[..],
+            );
             dump(s.dumper.as_mut(), "kqv_out", layer, &s.attn, rows, q_dim);
 
             s.acts

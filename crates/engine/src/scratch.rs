@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use tern_kernels::attention::QUERY_TILE;
 use tern_kernels::pool::ThreadPool;
 
 use crate::attention;
@@ -27,7 +28,8 @@ pub struct Scratch {
     pub(crate) k: AnonBuffer<f32>,
     /// Shape: (max_tokens, head_count_kv * key_length).
     pub(crate) v: AnonBuffer<f32>,
-    /// Attention output before the output projection. Shape: (max_tokens, q_dim).
+    /// Attention output before the output projection. Shape: (max_tokens rounded up to
+    /// a whole number of attention query tiles, q_dim).
     pub(crate) attn: AnonBuffer<f32>,
     /// Output of a projection back to `d`. Shape: (max_tokens, d).
     pub(crate) proj: AnonBuffer<f32>,
@@ -45,7 +47,8 @@ pub struct Scratch {
     pub(crate) rope_cache: Vec<f32>,
     /// Quantized copy of the current matmul input.
     pub(crate) acts: Activations,
-    pub(crate) attention: attention::Scratch,
+    /// Attention buffers, one set per thread.
+    pub(crate) attention: attention::Workspace,
     /// Sequence lengths after the batch (see `KvCache::check_batch`).
     pub(crate) lens: PendingLens,
     /// Batch rows whose logits are wanted.
@@ -67,7 +70,7 @@ impl Scratch {
             q: AnonBuffer::zeroed(max_tokens * config.q_dim()),
             k: AnonBuffer::zeroed(max_tokens * config.kv_dim()),
             v: AnonBuffer::zeroed(max_tokens * config.kv_dim()),
-            attn: AnonBuffer::zeroed(max_tokens * config.q_dim()),
+            attn: AnonBuffer::zeroed(max_tokens.next_multiple_of(QUERY_TILE) * config.q_dim()),
             proj: AnonBuffer::zeroed(max_tokens * d),
             qkv: AnonBuffer::zeroed(if config.fused_qkv {
                 max_tokens * (config.q_dim() + 2 * config.kv_dim())
@@ -79,7 +82,7 @@ impl Scratch {
             hidden: AnonBuffer::zeroed(max_tokens * ff),
             rope_cache: vec![0.0; config.rope_dimension_count],
             acts: Activations::new(),
-            attention: attention::Scratch::new(config.key_length, context),
+            attention: attention::Workspace::new(config.key_length, context),
             lens: PendingLens::default(),
             out_rows: Vec::with_capacity(max_tokens),
             dumper: Dumper::from_env(),
@@ -91,16 +94,18 @@ impl Scratch {
         self.max_tokens
     }
 
-    /// Splits the matmuls of the following passes over `pool`'s threads (`None`, or a
-    /// pool of one thread: the calling thread alone). The logits are the same bits
-    /// whatever the thread count. A pool may be shared by several scratches (e.g. the
-    /// models of one process); passes that run at the same time then take turns per
-    /// matmul.
+    /// Splits the matmuls and the attention of the following passes over `pool`'s
+    /// threads (`None`, or a pool of one thread: the calling thread alone). The logits
+    /// are the same bits whatever the thread count. A pool may be shared by several
+    /// scratches (e.g. the models of one process); passes that run at the same time
+    /// then take turns per matmul or attention layer.
     pub fn set_thread_pool(&mut self, pool: Option<Arc<ThreadPool>>) {
+        self.attention
+            .set_threads(pool.as_ref().map_or(1, |p| p.n_threads()));
         self.acts.set_pool(pool);
     }
 
-    /// How many threads the matmuls of a pass use.
+    /// How many threads the matmuls and the attention of a pass use.
     pub fn threads(&self) -> usize {
         self.acts.pool().map_or(1, |p| p.n_threads())
     }
