@@ -507,3 +507,78 @@ fn matmul_and_get_rows_match_the_row_kernels() {
         );
     }
 }
+
+/// Whole matmuls against llama.cpp's own graph (`ggml_mul_mat` on its CPU backend, one
+/// thread), which picks its kernel by the number of tokens: for Q6_K, `vec_dot` token
+/// by token below 8 tokens and its tiled K-quant matmul from 8 on (another f32 order).
+/// Every path, single-threaded and split over threads, must give llama.cpp's bits for
+/// every token count.
+#[test]
+fn matmul_is_bit_exact_with_llamacpp_graphs() {
+    use tern_kernels::Kernels;
+    use tern_kernels::pool::ThreadPool;
+    let f = fixtures();
+    let matmuls = f.manifest["matmul_cases"].as_array().unwrap();
+    assert!(
+        matmuls.iter().any(|c| c["type"] == "Q6_K"),
+        "no Q6_K matmul fixture"
+    );
+    let pool = ThreadPool::new(3);
+    for c in matmuls {
+        let case = Case {
+            name: c["name"].as_str().unwrap().to_string(),
+            ty: type_named(c["type"].as_str().unwrap()),
+            rows: c["rows"].as_u64().unwrap() as usize,
+            cols: c["cols"].as_u64().unwrap() as usize,
+            json: c,
+            data: &f.data,
+        };
+        let w = WeightMatrix::try_new(
+            case.ty,
+            case.rows,
+            case.cols,
+            case.bytes("quantized").unwrap(),
+        )
+        .unwrap();
+        let x = case.f32s("activation_input").unwrap();
+        let outputs = c["outputs"].as_array().unwrap();
+        let counts: Vec<u64> = outputs
+            .iter()
+            .map(|o| o["tokens"].as_u64().unwrap())
+            .collect();
+        assert!(
+            counts.iter().any(|&n| n < 8) && counts.iter().any(|&n| n >= 8),
+            "{}: token counts {counts:?} miss one side of llama.cpp's switch at 8",
+            case.name
+        );
+        for o in outputs {
+            let n = o["tokens"].as_u64().unwrap() as usize;
+            let out_case = Case {
+                name: case.name.clone(),
+                json: o,
+                ..case
+            };
+            let want = out_case.f32s("llamacpp_matmul").unwrap();
+            for k in Kernels::available() {
+                let mut acts = QuantizedActivations::new();
+                acts.quantize_with(k, case.ty, &x[..n * case.cols], n, case.cols);
+                let mut got = vec![f32::NAN; n * case.rows];
+                k.matmul(&w, &acts, &mut got);
+                let mut split = vec![f32::NAN; n * case.rows];
+                k.matmul_with_pool(&pool, &w, &acts, &mut split);
+                for (i, &want) in want.iter().enumerate() {
+                    let (t, r) = (i / case.rows, i % case.rows);
+                    for (how, got) in [("one thread", got[i]), ("3 threads", split[i])] {
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{} {:?} {how}, {n} tokens: token {t} row {r}: {got} vs llama.cpp {want}",
+                            case.name,
+                            k.path()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -95,6 +95,8 @@ macro_rules! path_kernels {
             dotk::dot_row::<Q5K, $dot>(as_blocks(w), as_blocks(a)));
         entry!($features; fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 =>
             dotk::dot_row::<Q6K, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q6_k_tiled(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::dot_row_tiled::<Q6K, $dot>(as_blocks(w), as_blocks(a)));
         entry!($features; fn matvec_q2_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dotk::matvec::<Q2K, $dot>(w, rb, a.bytes, out));
         entry!($features; fn matvec_q3_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
@@ -225,13 +227,20 @@ macro_rules! path_kernels {
                     GgmlType::Q3_K => (dot_q3_k, matvec_q3_k, Some(gemm_q3_k)),
                     GgmlType::Q4_K => (dot_q4_k, matvec_q4_k, Some(gemm_q4_k)),
                     GgmlType::Q5_K => (dot_q5_k, matvec_q5_k, Some(gemm_q5_k)),
-                    // Exact per-token order: no batched kernel yet.
+                    // No batched kernel: every token through `dot`'s or the tiled
+                    // order (`batch_order`, below).
                     GgmlType::Q6_K => (dot_q6_k, matvec_q6_k, None),
                     _ => return Some(k),
                 };
             k.dot = dot;
             k.matvec = Some(matvec);
             k.gemm = gemm;
+            if ty == GgmlType::Q6_K {
+                k.batch_order = Some(crate::quant::BatchOrder {
+                    dot: dot_q6_k_tiled,
+                    split: crate::quant::BatchSplit::Tiled,
+                });
+            }
             Some(k)
         }
     };
