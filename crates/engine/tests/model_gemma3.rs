@@ -12,20 +12,22 @@ const KEY: &str = "gemma-3-270m-q4_k_m";
 
 /// Issue 4 asks for top-1 identical, top-10 logits within 0.1 and greedy continuations
 /// matching on 90% of prompts. The test prints the measured values (recorded in
-/// crates/engine/README.md, "Fidelity"); these bounds are what holds today (measured
-/// with the fused running sum in attention: top-1 43/43, top-10 within 0.81, greedy
-/// 36/43 = 83.7%, every divergence after a step whose golden margin is under 0.66).
-/// What still differs from llama.cpp's arithmetic is listed in the README: the Q6_K
-/// matmul and the F32 tiled attention path. Tighten them as the arithmetic gets closer.
-const TOP10_TOLERANCE: f32 = 0.9;
-const GREEDY_PASS_RATE: f64 = 0.8;
+/// crates/engine/README.md, "Fidelity"); the bounds are those plus a small margin
+/// (measured with Q6_K in llama.cpp's tiled-matmul order for batches of 8+ tokens:
+/// top-1 43/43, top-10 within 0.32, greedy 42/43 = 97.7%; the 21-token prompt
+/// `code-json` is identical to llama.cpp in every tensor). What still differs from llama.cpp's
+/// arithmetic is listed in the README: flash attention's F32 tiled path (batches of 64+
+/// tokens), which every longer prompt takes.
+const TOP10_TOLERANCE: f32 = 0.4;
+const GREEDY_PASS_RATE: f64 = 0.95;
 /// Issue 4 asks 0.5%; see the README for the measured value.
 const PPL_TOLERANCE: f64 = 0.02;
-/// Of the three 1,500+-token prompts, at least two must pass; their top-1 and top-10
-/// bounds are the earlier ones (not re-measured with the exact K-quant orders yet).
+/// Of the three 1,500+-token prompts, at least two must pass (measured: 2/3, top-1
+/// 2/3, top-10 within 0.63; long-jargon-portrait's first step is a near tie, golden
+/// margin 0.21).
 const LONG_GREEDY_PASS_RATE: f64 = 0.6;
-const LONG_TOP10_TOLERANCE: f32 = 1.5;
-const LONG_MAX_TOP1_MISMATCHES: usize = 4;
+const LONG_TOP10_TOLERANCE: f32 = 0.75;
+const LONG_MAX_TOP1_MISMATCHES: usize = 1;
 
 fn fixture() -> Fixture {
     Fixture::load(TestModel::Gemma3_270m, KEY)
