@@ -113,6 +113,8 @@ class Ggml:
                 ("ggml_new_graph", vp, [vp]), ("ggml_build_forward_expand", None, [vp, vp])]:
             f = getattr(self.base, name)
             f.restype, f.argtypes = res, args
+        self.cpu.ggml_vec_soft_max_f32.restype = ctypes.c_double
+        self.cpu.ggml_vec_soft_max_f32.argtypes = [ctypes.c_int, vp, vp, ctypes.c_float]
         self.cpu.ggml_graph_compute_with_ctx.restype = ctypes.c_int
         self.cpu.ggml_graph_compute_with_ctx.argtypes = [vp, vp, ctypes.c_int]
 
@@ -185,6 +187,14 @@ class Ggml:
             return out
         finally:
             self.base.ggml_free(ctx)
+
+    def soft_max(self, x, mx):
+        """llama.cpp's `ggml_vec_soft_max_f32(n, y, x, max)`: y = exp(x - max) and the
+        f64 sum of y, as its CPU backend computes them."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.zeros_like(x)
+        total = self.cpu.ggml_vec_soft_max_f32(x.size, y.ctypes.data, x.ctypes.data, float(mx))
+        return y, total
 
     def vec_dot(self, wty, w, a, cols):
         """llama.cpp's CPU dot product of every weight row with every activation row:
@@ -351,6 +361,20 @@ def main():
             case["outputs"].append({"tokens": n, "llamacpp_matmul": w.add(out)})
         matmul_cases.append(case)
 
+    # The softmax of a 64-key tile of ggml's tiled flash attention, by llama.cpp itself
+    # (`ggml_vec_soft_max_f32`: its SIMD `ggml_v_expf` and the f64 sum of its lane
+    # reductions): scores of several magnitudes, some masked (-inf), the maximum either
+    # the row's or a larger running one.
+    softmax_cases = []
+    rng = np.random.default_rng(4000)
+    for i in range(12):
+        x = (rng.standard_normal(64) * [0.5, 4.0, 30.0][i % 3]).astype(np.float32)
+        x[rng.random(64) < [0.0, 0.2, 0.6][i % 3]] = -np.inf
+        mx = np.float32(x.max() + (0.0 if i % 2 == 0 else abs(rng.standard_normal()) * 3))
+        y, total = ggml.soft_max(x, mx)
+        softmax_cases.append({"max": float(mx), "input": w.add(x), "output": w.add(y),
+                              "sum_f64": w.add(np.array([total], dtype=np.float64).view(np.uint8))})
+
     OUT.mkdir(parents=True, exist_ok=True)
     data = b"".join(w.chunks)
     (OUT / "data.bin").write_bytes(data)
@@ -363,6 +387,7 @@ def main():
             k: {"differing": v[0], "rows": v[1]} for k, v in sorted(mismatch_report.items())},
         "cases": cases,
         "matmul_cases": matmul_cases,
+        "softmax_cases": softmax_cases,
     }
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"{len(cases)} cases, {len(data)} bytes of data in {OUT.relative_to(ROOT)}")

@@ -582,3 +582,47 @@ fn matmul_is_bit_exact_with_llamacpp_graphs() {
         }
     }
 }
+
+/// The softmax of a 64-key tile of llama.cpp's tiled flash attention, by llama.cpp
+/// itself (`ggml_vec_soft_max_f32`, exported by its CPU backend): every weight
+/// `softmax_exp(x - max)` and the f64 sum `softmax_sum` must be its bits.
+#[test]
+fn softmax_tile_is_bit_exact_with_llamacpp() {
+    use tern_kernels::attention::{softmax_exp, softmax_sum};
+    let f = fixtures();
+    let cases = f.manifest["softmax_cases"].as_array().unwrap();
+    assert!(cases.len() >= 6, "{} softmax cases", cases.len());
+    for (i, c) in cases.iter().enumerate() {
+        let case = Case {
+            name: format!("softmax {i}"),
+            ty: GgmlType::F32,
+            rows: 1,
+            cols: 64,
+            json: c,
+            data: &f.data,
+        };
+        let x = case.f32s("input").unwrap();
+        let want = case.f32s("output").unwrap();
+        let max = c["max"].as_f64().unwrap() as f32;
+        let mut got = [0.0f32; 64];
+        for (g, &x) in got.iter_mut().zip(&x) {
+            *g = softmax_exp(x - max);
+        }
+        for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g.to_bits(),
+                w.to_bits(),
+                "{}: exp({} - {max}) at {j}",
+                case.name,
+                x[j]
+            );
+        }
+        let sum = f64::from_le_bytes(case.bytes("sum_f64").unwrap().try_into().unwrap());
+        assert_eq!(
+            softmax_sum(&got).to_bits(),
+            sum.to_bits(),
+            "{}: sum",
+            case.name
+        );
+    }
+}

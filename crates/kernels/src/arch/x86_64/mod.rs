@@ -47,7 +47,7 @@ macro_rules! entry {
 
 /// One path's entry points and its `weights` lookup.
 macro_rules! path_kernels {
-    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $tk:literal, $t32:literal, $q8_gemm:literal, $exp:ty, $widen:ty) => {
+    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $tk:literal, $t32:literal, $q8_gemm:literal, $exp:ty) => {
         use std::ops::Range;
 
         use tern_gguf::GgmlType;
@@ -170,7 +170,7 @@ macro_rules! path_kernels {
         };
 
         entry!($features; fn attention_scores_f32(q: &[f32], k: &[half::f16], ks: usize, n: usize, scale: f32, out: &mut [f32]) =>
-            super::attention::scores_f32::<$widen>(q, k, ks, n, scale, out));
+            super::attention::scores_f32(q, k, ks, n, scale, out));
         entry!($features; fn attention_accumulate_f32(acc: &mut [f32], v: &[half::f16], vs: usize, w: &[f32]) =>
             super::attention::accumulate_f32(acc, v, vs, w));
         entry!($features; fn attention_scores_f16(q: &[half::f16], k: &[half::f16], ks: usize, n: usize, scale: f32, out: &mut [f32]) =>
@@ -256,8 +256,7 @@ pub(crate) mod avx2 {
         2,
         1,
         false,
-        super::ops::ExpAvx2,
-        super::attention::WidenAvx2
+        super::ops::ExpAvx2
     );
 
     fn bf16_dot() -> crate::quant::DotFn {
@@ -296,8 +295,7 @@ pub(crate) mod avx512 {
         4,
         2,
         false,
-        super::ops::ExpAvx512,
-        super::attention::WidenAvx512
+        super::ops::ExpAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16");
 }
@@ -312,8 +310,7 @@ pub(crate) mod avx512vnni {
         4,
         2,
         true,
-        super::ops::ExpAvx512,
-        super::attention::WidenAvx512
+        super::ops::ExpAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16");
 }
