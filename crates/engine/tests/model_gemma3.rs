@@ -12,22 +12,24 @@ const KEY: &str = "gemma-3-270m-q4_k_m";
 
 /// Issue 4 asks for top-1 identical, top-10 logits within 0.1 and greedy continuations
 /// matching on 90% of prompts. The test prints the measured values (recorded in
-/// crates/engine/README.md, "Fidelity"); the bounds are those plus a small margin
-/// (measured with Q6_K in llama.cpp's tiled-matmul order for batches of 8+ tokens:
-/// top-1 43/43, top-10 within 0.32, greedy 42/43 = 97.7%; the 21-token prompt
-/// `code-json` is identical to llama.cpp in every tensor). What still differs from llama.cpp's
-/// arithmetic is listed in the README: flash attention's F32 tiled path (batches of 64+
-/// tokens), which every longer prompt takes.
-const TOP10_TOLERANCE: f32 = 0.4;
-const GREEDY_PASS_RATE: f64 = 0.95;
-/// Issue 4 asks 0.5%; see the README for the measured value.
-const PPL_TOLERANCE: f64 = 0.02;
-/// Of the three 1,500+-token prompts, at least two must pass (measured: 2/3, top-1
-/// 2/3, top-10 within 0.63; long-jargon-portrait's first step is a near tie, golden
-/// margin 0.21).
+/// crates/engine/README.md, "Fidelity"): tern computes llama.cpp's bits in every tensor
+/// on these prompts (Q6_K in its tiled-matmul order from 8 tokens, attention in its
+/// tiled order from 64), so top-1 43/43, top-10 max |Δ| 0.0000, greedy 43/43. The
+/// bounds are that, with a hair of margin on the logits.
+const TOP10_TOLERANCE: f32 = 0.001;
+const GREEDY_PASS_RATE: f64 = 1.0;
+/// Perplexity over 4 chunks of 512: measured equal to llama-perplexity to 4 decimals.
+const PPL_512_TOLERANCE: f64 = 1e-5;
+/// Issue 4 asks 0.5%. One chunk of 2048 measured 0.91% off, most likely because past
+/// 1,024 tokens llama.cpp's sliding-window cache (1,024 cells) reuses its cells, and its
+/// attention visits keys in tiles of cells, not of positions (crates/engine/README.md).
+const PPL_2048_TOLERANCE: f64 = 0.02;
+/// The three 1,500+-token prompts, past the reuse of sliding-window cells above
+/// (measured: top-1 3/3, top-10 within 0.71, greedy 2/3: long-kjv-genesis diverges at
+/// step 8 after a golden margin of 0.34).
 const LONG_GREEDY_PASS_RATE: f64 = 0.6;
 const LONG_TOP10_TOLERANCE: f32 = 0.75;
-const LONG_MAX_TOP1_MISMATCHES: usize = 1;
+const LONG_MAX_TOP1_MISMATCHES: usize = 0;
 
 fn fixture() -> Fixture {
     Fixture::load(TestModel::Gemma3_270m, KEY)
@@ -99,7 +101,7 @@ fn perplexity_matches_llama_perplexity_at_512() {
         100.0 * relative
     );
     assert!(
-        relative < PPL_TOLERANCE,
+        relative < PPL_512_TOLERANCE,
         "tern {ours}, llama-perplexity {reference}"
     );
 }
@@ -114,7 +116,7 @@ fn perplexity_matches_llama_perplexity_at_2048() {
         100.0 * relative
     );
     assert!(
-        relative < PPL_TOLERANCE,
+        relative < PPL_2048_TOLERANCE,
         "tern {ours}, llama-perplexity {reference}"
     );
 }
