@@ -39,7 +39,7 @@ use std::sync::Mutex;
 use half::f16;
 use tern_gguf::GgmlType;
 use tern_kernels::Kernels;
-use tern_kernels::attention::{QUERY_TILE, softmax_exp, softmax_sum};
+use tern_kernels::attention::{QUERY_TILE, SOFTMAX_TILE};
 use tern_kernels::pool::ThreadPool;
 
 use crate::kv_cache::{Rotation, hadamard};
@@ -418,7 +418,7 @@ fn attend_tile_f32(
         let first = shape.first(pos);
         let acc = &mut scratch.acc_f32[..hd];
         let score = |j: usize| scores[(j - lo) * QUERY_TILE + l];
-        let sum = tiled_softmax(first, pos, score, acc, |acc, from, weights| {
+        let sum = tiled_softmax(kernels, first, pos, score, acc, |acc, from, weights| {
             let mut done = 0;
             for (j, row, count) in runs(from, from + weights.len() - 1, ring) {
                 debug_assert_eq!(j, from + done);
@@ -441,7 +441,7 @@ fn attend_tile_f32(
 
 /// Keys per tile of ggml's tiled flash attention (`GGML_FA_TILE_KV`): the online
 /// softmax steps from one tile of cache cells to the next.
-pub(crate) const KV_TILE: usize = 64;
+pub(crate) const KV_TILE: usize = SOFTMAX_TILE;
 
 /// The online softmax and weighted sum of ggml's tiled flash attention
 /// (`ggml_compute_forward_flash_attn_ext_tiled`) for one query over the keys at
@@ -451,12 +451,13 @@ pub(crate) const KV_TILE: usize = 64;
 /// cells in position order; llama.cpp's placement after a sliding-window cache wraps is
 /// not modelled). Per tile with a visible key: the tile's maximum `m`; when the running
 /// maximum grows, `acc` and the sum are multiplied by `expf(old - new)` (libm, as
-/// ggml's scalar `expf`); the weights `softmax_exp(s - max)` of the tile's visible keys
-/// (0 for the others), their sum in ggml's order ([`softmax_sum`]) added in f64 to the
-/// f32 sum; then `accumulate(acc, from, weights)` adds `fma(v_j, w_j, ·)` for the tile's
+/// ggml's scalar `expf`); the weights of the tile (`Kernels::attention_softmax_tile`:
+/// `softmax_exp(s - max)`, 0 for the keys the query does not see) and their sum in
+/// ggml's order, added in f64 to the f32 sum; then `accumulate(acc, from, weights)` adds `fma(v_j, w_j, ·)` for the tile's
 /// keys `from..from + weights.len()` in order (the invisible keys' zero weights change
 /// nothing and are skipped).
 pub(crate) fn tiled_softmax(
+    kernels: Kernels,
     first: usize,
     pos: usize,
     score: impl Fn(usize) -> f32,
@@ -482,11 +483,11 @@ pub(crate) fn tiled_softmax(
         }
         max = new_max;
         let base = start - KV_TILE;
-        weights.fill(0.0);
+        let mut scores = [f32::NEG_INFINITY; KV_TILE];
         for j in from..=to {
-            weights[j - base] = softmax_exp(score(j) - max);
+            scores[j - base] = score(j);
         }
-        sum = (sum as f64 + softmax_sum(&weights)) as f32;
+        sum = (sum as f64 + kernels.attention_softmax_tile(&scores, max, &mut weights)) as f32;
         accumulate(acc, from, &weights[from - base..=to - base]);
     }
     sum

@@ -49,6 +49,13 @@ pub(crate) type ScoresF16Fn = unsafe fn(&[f16], &[f16], usize, usize, f32, &mut 
 pub(crate) type AccumulateF16Fn = unsafe fn(&mut [f16], &[f16], usize, &[f32], &[f32]);
 /// The F32 accumulator with rescales over quantized value rows.
 pub(crate) type AccumulateQuantFn = unsafe fn(&mut [f32], &[u8], usize, &[f32], &[f32]);
+/// The softmax weights of one key tile and their sum.
+pub(crate) type SoftmaxTileFn =
+    unsafe fn(&[f32; SOFTMAX_TILE], f32, &mut [f32; SOFTMAX_TILE]) -> f64;
+
+/// Keys per tile of ggml's tiled flash attention (`GGML_FA_TILE_KV`), the unit of
+/// [`Kernels::attention_softmax_tile`].
+pub const SOFTMAX_TILE: usize = 64;
 
 /// One path's attention kernels. Callers ([`Kernels`]' methods) check every length, so
 /// the functions may read `keys`/`values` rows without further checks.
@@ -60,6 +67,7 @@ pub(crate) struct AttentionTable {
     pub accumulate_f16: AccumulateF16Fn,
     pub accumulate_q8_0: AccumulateQuantFn,
     pub accumulate_q4_0: AccumulateQuantFn,
+    pub softmax_tile: SoftmaxTileFn,
 }
 
 /// The scalar reference.
@@ -70,6 +78,7 @@ pub(crate) static SCALAR_ATTENTION: AttentionTable = AttentionTable {
     accumulate_f16: accumulate_f16_ref,
     accumulate_q8_0: accumulate_q8_0_ref,
     accumulate_q4_0: accumulate_q4_0_ref,
+    softmax_tile: softmax_tile_generic,
 };
 
 /// Checks that `rows` rows of `row_len` elements, `stride` apart, fit in `len`.
@@ -167,6 +176,22 @@ impl Kernels {
         );
         // SAFETY: as in `attention_scores_f32`.
         unsafe { (self.table.attention.accumulate_f32)(acc, values, stride, weights) }
+    }
+
+    /// The softmax step of ggml's tiled flash attention for one tile of
+    /// [`SOFTMAX_TILE`] keys: `weights[i] = softmax_exp(scores[i] - max)` (0 for a
+    /// score of `-inf`, a key the query does not see) and their sum by
+    /// [`softmax_sum`] — `ggml_vec_soft_max_f32` as the goldens' AVX-512 build computes
+    /// it. The same bits on every path.
+    pub fn attention_softmax_tile(
+        &self,
+        scores: &[f32; SOFTMAX_TILE],
+        max: f32,
+        weights: &mut [f32; SOFTMAX_TILE],
+    ) -> f64 {
+        // SAFETY: `self` holds a table that `arch::table` checked against this CPU's
+        // features; the arrays have the tile's length by their types.
+        unsafe { (self.table.attention.softmax_tile)(scores, max, weights) }
     }
 
     /// Scores of one F16 query against `n_keys` F16 keys:
@@ -382,6 +407,7 @@ pub(crate) fn accumulate_f32_ref(acc: &mut [f32], values: &[f16], stride: usize,
 /// `b` by fused multiply-adds, then `vscalefps` (`j · 2^n`, one rounding; done here in
 /// f64, where the product is exact). `|n| > 192` gives 0 below and infinity above (so
 /// `-inf` gives 0).
+#[inline(always)]
 pub fn softmax_exp(x: f32) -> f32 {
     let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
     let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
@@ -401,13 +427,31 @@ pub fn softmax_exp(x: f32) -> f32 {
             f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)), // 0x1.555e66p-3, 0x1.fffdb6p-2
         )
         .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0)); // 0x1.ffffecp-1
-    (j as f64 * 2f64.powi(n as i32)) as f32
+    // 2^n as an f64 built from its exponent bits (|n| <= 192: a normal f64).
+    let scale = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    (j as f64 * scale) as f32
+}
+
+/// [`Kernels::attention_softmax_tile`] as plain code: the SIMD paths compile this same
+/// function with their fused multiply-add instructions (without them `f32::mul_add` is
+/// a slow library call, with the same result).
+#[inline(always)]
+pub(crate) fn softmax_tile_generic(
+    scores: &[f32; SOFTMAX_TILE],
+    max: f32,
+    weights: &mut [f32; SOFTMAX_TILE],
+) -> f64 {
+    for (w, &s) in weights.iter_mut().zip(scores) {
+        *w = softmax_exp(s - max);
+    }
+    softmax_sum(weights)
 }
 
 /// The sum of the softmax weights of one 64-key tile as ggml's tiled flash attention
 /// adds them (`ggml_vec_soft_max_f32`, AVX-512 build): per 16 weights the f32 reduction
 /// of `_mm512_reduce_add_ps` (halves, quarters, then pairs), each added to an f64 sum.
-pub fn softmax_sum(weights: &[f32; 64]) -> f64 {
+#[inline(always)]
+pub fn softmax_sum(weights: &[f32; SOFTMAX_TILE]) -> f64 {
     let mut sum = 0.0f64;
     for v in weights.chunks_exact(16) {
         let t: [f32; 8] = std::array::from_fn(|i| v[i + 8] + v[i]);

@@ -367,4 +367,30 @@ fn softmax_exp_and_sum_follow_ggml() {
     let left_to_right = w[..16].iter().fold(0.0f32, |a, &b| a + b) as f64;
     assert_eq!(left_to_right, 1.0);
     assert_eq!(softmax_sum(&w), (1.0 + f32::EPSILON) as f64);
+
+    // The kernel of every path: the weights and the sum of the functions above, bit for
+    // bit, masked keys (-inf) included.
+    for _ in 0..200 {
+        let mut scores = [0.0f32; 64];
+        for s in &mut scores {
+            *s = if rng.unit() > 0.6 {
+                f32::NEG_INFINITY
+            } else {
+                rng.unit() * 40.0
+            };
+        }
+        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) + rng.unit().abs();
+        let want: [f32; 64] = std::array::from_fn(|i| softmax_exp(scores[i] - max));
+        for k in Kernels::available() {
+            let mut got = [f32::NAN; 64];
+            let sum = k.attention_softmax_tile(&scores, max, &mut got);
+            assert!(same_bits(&got, &want), "{:?}", k.path());
+            assert_eq!(
+                sum.to_bits(),
+                softmax_sum(&want).to_bits(),
+                "{:?}",
+                k.path()
+            );
+        }
+    }
 }

@@ -209,6 +209,8 @@ static ATTENTION: crate::attention::AttentionTable = crate::attention::Attention
     accumulate_f16: common::attention_accumulate_f16,
     accumulate_q8_0: common::attention_accumulate_q8_0,
     accumulate_q4_0: common::attention_accumulate_q4_0,
+    // Plain code: fused multiply-adds are in the aarch64 baseline.
+    softmax_tile: crate::attention::softmax_tile_generic,
 };
 
 /// The elementwise ops of both paths. GELU goes through ggml's f16 table, which is

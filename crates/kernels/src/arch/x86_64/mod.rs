@@ -182,6 +182,17 @@ macro_rules! path_kernels {
         entry!($features; fn attention_accumulate_q4_0(acc: &mut [f32], v: &[u8], vs: usize, w: &[f32], r: &[f32]) =>
             super::attention::accumulate_quantized::<super::attention::Q4Values>(acc, v, vs, w, r));
 
+        /// [`crate::attention::softmax_tile_generic`] compiled with this path's
+        /// features (its fused multiply-adds in hardware instead of library calls).
+        #[target_feature(enable = $features)]
+        fn attention_softmax_tile(
+            s: &[f32; crate::attention::SOFTMAX_TILE],
+            max: f32,
+            w: &mut [f32; crate::attention::SOFTMAX_TILE],
+        ) -> f64 {
+            crate::attention::softmax_tile_generic(s, max, w)
+        }
+
         /// This path's attention kernels.
         pub(crate) static ATTENTION: crate::attention::AttentionTable =
             crate::attention::AttentionTable {
@@ -191,6 +202,7 @@ macro_rules! path_kernels {
                 accumulate_f16: attention_accumulate_f16,
                 accumulate_q8_0: attention_accumulate_q8_0,
                 accumulate_q4_0: attention_accumulate_q4_0,
+                softmax_tile: attention_softmax_tile,
             };
 
         entry!($features; fn quantize_q8_0(x: &[f32], out: &mut [u8]) =>
