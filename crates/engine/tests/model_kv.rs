@@ -53,7 +53,7 @@ fn perplexities(which: TestModel) -> Vec<(KvType, f64)> {
 /// cache in llama.cpp's tiled flash-attention order (bit-exact against llama.cpp; a
 /// quantized cache takes its one-chunk path): SmolLM2 Q8_0 -0.16%, Q4_0 +3.2%; Gemma
 /// Q8_0 -1.16%, Q4_0 +14.2% (short chunks amplify the differences; at 8 chunks of 512,
-/// docs/RUNTIME.md: Gemma Q4_0 +11.5%, llama.cpp +8.6%).
+/// docs/RUNTIME.md: Gemma Q4_0 +9.5%, llama.cpp +8.6%).
 fn check(which: TestModel) {
     let ppl = perplexities(which);
     eprintln!("{which:?}: {ppl:?}");
