@@ -21,7 +21,9 @@ use tern_gguf::GgmlType;
 
 mod activations;
 
-pub(crate) use activations::{ActRow, GemmActivations, PairedRow};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use activations::PairedRow;
+pub(crate) use activations::{ActRow, GemmActivations};
 pub use activations::{GEMM_MIN_TOKENS, QuantizedActivations};
 
 use crate::Kernels;
@@ -130,6 +132,7 @@ impl GemmOut {
 
     /// A pointer to the output of token `t` for rows `rows` (for SIMD stores; writing
     /// through it has the same contract as [`GemmOut::row_slice`]).
+    #[cfg(target_arch = "x86_64")]
     pub(crate) fn row_ptr(&self, t: usize, rows: Range<usize>) -> *mut f32 {
         assert!(t < self.n_tokens && rows.start <= rows.end && rows.end <= self.stride);
         self.ptr.wrapping_add(t * self.stride + rows.start)

@@ -110,7 +110,9 @@ impl BpeModel {
             }
             // Only `ignore_merges` looks whole words up.
             if options.ignore_merges {
-                for (text, &id) in &table.by_text {
+                // In id order, so a text held by several ids keeps the last (as the
+                // table's own index does).
+                for (id, text) in (0u32..).zip(table.texts.iter()) {
                     let raw: Option<Vec<u8>> = text.chars().map(unicode::char_to_byte).collect();
                     if let Some(raw) = raw {
                         raw_tokens.insert(raw.into_boxed_slice(), id);

@@ -8,6 +8,8 @@
 
 use std::borrow::Borrow;
 
+use crate::Error;
+use crate::packed::PackedBytes;
 use crate::unicode;
 use crate::vocab::{Attr, Family, TokenTable};
 
@@ -16,15 +18,20 @@ pub(crate) fn build_pieces(
     table: &TokenTable,
     family: Family,
     escaped_spaces: bool,
-) -> Vec<Box<[u8]>> {
-    (0..table.len())
-        .map(|id| piece(table, family, escaped_spaces, id).into_boxed_slice())
-        .collect()
+) -> Result<PackedBytes, Error> {
+    // A piece is never longer than its text (`▁` and GPT-2 byte characters shrink to one
+    // byte, `<0x0A>` to one byte), so the texts' size bounds the buffer.
+    let mut pieces = PackedBytes::with_capacity(table.len(), table.texts.total_bytes());
+    for id in 0..table.len() {
+        pieces.push(&piece(table, family, escaped_spaces, id))?;
+    }
+    pieces.shrink_to_fit();
+    Ok(pieces)
 }
 
 fn piece(table: &TokenTable, family: Family, escaped_spaces: bool, id: usize) -> Vec<u8> {
     let attr = table.attrs[id];
-    let text: &str = &table.texts[id];
+    let text: &str = table.texts.get(id).unwrap_or_default();
     if attr.has(Attr::UNKNOWN | Attr::CONTROL | Attr::USER_DEFINED) {
         return text.as_bytes().to_vec();
     }

@@ -30,6 +30,7 @@ pub mod chat;
 mod decode;
 mod error;
 mod gguf;
+mod packed;
 mod pretokenize;
 mod special;
 mod spm;
@@ -44,6 +45,7 @@ pub use error::Error;
 pub use vocab::Vocab;
 
 use bpe::{BpeModel, BpeOptions, BpeScratch};
+use packed::PackedBytes;
 use pretokenize::PreTokenizer;
 use special::{Fragment, SpecialMatcher};
 use spm::SpmScratch;
@@ -57,7 +59,7 @@ pub struct Tokenizer {
     model: Model,
     specials: SpecialMatcher,
     /// Bytes of every token, special tokens rendered.
-    pieces: Vec<Box<[u8]>>,
+    pieces: PackedBytes,
     add_bos: bool,
     add_eos: bool,
     add_space_prefix: bool,
@@ -166,7 +168,7 @@ impl Tokenizer {
             }
         }
         let specials = SpecialMatcher::new(&table)?;
-        let pieces = decode::build_pieces(&table, family, defaults.escape);
+        let pieces = decode::build_pieces(&table, family, defaults.escape)?;
         Ok(Tokenizer {
             add_bos: defaults.force_bos || vocab.add_bos.unwrap_or(defaults.add_bos),
             add_eos: vocab.add_eos.unwrap_or(false),
@@ -264,13 +266,13 @@ impl Tokenizer {
     /// byte characters give their bytes, control and user-defined tokens give their text.
     /// Empty for ids outside the vocabulary.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
-        self.pieces.get(id as usize).map_or(&[], |p| p)
+        self.pieces.get(id as usize).unwrap_or_default()
     }
 
     /// The token's string as the vocabulary stores it (e.g. `Ġworld`, `▁world`, `<0x0A>`).
     /// Empty for ids outside the vocabulary.
     pub fn token_text(&self, id: u32) -> &str {
-        self.table.texts.get(id as usize).map_or("", |t| t)
+        self.table.texts.get(id as usize).unwrap_or_default()
     }
 
     /// The id of a token by its vocabulary string, if there is one.
@@ -287,7 +289,7 @@ impl Tokenizer {
         if !special && attr.has(Attr::CONTROL | Attr::UNKNOWN) {
             return &[];
         }
-        &self.pieces[id as usize]
+        self.pieces.get(id as usize).unwrap_or_default()
     }
 
     /// Token ids to text as llama.cpp's generation output is built (each token's piece,

@@ -60,10 +60,8 @@ impl SpecialMatcher {
         // Longest text first; llama.cpp's sort leaves equal lengths in no fixed order, ids
         // break the tie here.
         ids.sort_by(|&a, &b| {
-            table.texts[b as usize]
-                .len()
-                .cmp(&table.texts[a as usize].len())
-                .then(a.cmp(&b))
+            let len = |id: u32| table.texts.get(id as usize).map_or(0, str::len);
+            len(b).cmp(&len(a)).then(a.cmp(&b))
         });
         let patterns: Vec<Pattern> = ids
             .iter()
@@ -77,7 +75,9 @@ impl SpecialMatcher {
         let automaton = if ids.is_empty() {
             None
         } else {
-            let texts = ids.iter().map(|&id| table.texts[id as usize].as_bytes());
+            let texts = ids
+                .iter()
+                .map(|&id| table.texts.get(id as usize).unwrap_or_default().as_bytes());
             Some(
                 AhoCorasick::builder()
                     .match_kind(MatchKind::Standard)

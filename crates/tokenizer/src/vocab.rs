@@ -8,9 +8,8 @@
 //! token), "unused" control tokens, the end-of-generation set, and Phi-3's right-stripping
 //! special tokens.
 
-use rustc_hash::FxHashMap;
-
 use crate::Error;
+use crate::packed::TokenTexts;
 
 /// Tokenizer metadata as stored in a GGUF file (`tokenizer.ggml.*`), before any
 /// interpretation. [`crate::Tokenizer::from_gguf`] fills it; tests and tools can build one
@@ -113,11 +112,11 @@ pub(crate) struct SpecialIds {
 /// The prepared token table.
 #[derive(Debug)]
 pub(crate) struct TokenTable {
-    pub texts: Vec<Box<str>>,
+    /// Texts by id, and text to id (for duplicated texts the last id, as llama.cpp's
+    /// `token_to_id`).
+    pub texts: TokenTexts,
     pub scores: Vec<f32>,
     pub attrs: Vec<Attr>,
-    /// Text to id; for duplicated texts the last id, as llama.cpp's `token_to_id`.
-    pub by_text: FxHashMap<Box<str>, u32>,
     pub ids: SpecialIds,
     /// End-of-generation tokens, by id.
     pub eog: Vec<bool>,
@@ -250,19 +249,10 @@ impl TokenTable {
                 reason: format!("{} token types for {n} tokens", types.len()),
             });
         }
-        let mut texts = Vec::with_capacity(n);
-        let mut by_text = FxHashMap::default();
-        by_text.reserve(n);
-        for (id, text) in vocab.tokens.iter().enumerate() {
-            // llama.cpp renames empty tokens so that every text is unique and non-empty.
-            let text: Box<str> = if text.is_empty() {
-                format!("[EMPTY_{id}]").into()
-            } else {
-                text.as_str().into()
-            };
-            by_text.insert(text.clone(), id as u32);
-            texts.push(text);
-        }
+        // llama.cpp renames empty tokens so that every text is unique and non-empty.
+        let texts = TokenTexts::build(vocab.tokens[..n].iter().map(String::as_str), |id, text| {
+            text.is_empty().then(|| format!("[EMPTY_{id}]"))
+        })?;
         let scores = match &vocab.scores {
             Some(s) => s[..n].to_vec(),
             None => vec![0.0; n],
@@ -299,7 +289,6 @@ impl TokenTable {
             texts,
             scores,
             attrs,
-            by_text,
             ids,
             eog: vec![false; n],
         };
@@ -312,13 +301,17 @@ impl TokenTable {
     }
 
     pub(crate) fn id_of(&self, text: &str) -> Option<u32> {
-        self.by_text.get(text).copied()
+        self.texts.id_of(text)
     }
 
     fn force_control(&mut self, id: u32) {
         let attr = &mut self.attrs[id as usize];
         if !attr.has(Attr::CONTROL) {
-            tracing::debug!(id, text = %self.texts[id as usize], "control-looking token forced to control type");
+            tracing::debug!(
+                id,
+                text = self.texts.get(id as usize).unwrap_or_default(),
+                "control-looking token forced to control type"
+            );
             attr.0 |= Attr::CONTROL;
         }
     }
@@ -358,7 +351,7 @@ impl TokenTable {
             }
         }
         // Control tokens named "unused…" are unused.
-        for (attr, text) in self.attrs.iter_mut().zip(&self.texts) {
+        for (attr, text) in self.attrs.iter_mut().zip(self.texts.iter()) {
             if attr.has(Attr::CONTROL) && text.contains("unused") {
                 attr.0 |= Attr::UNUSED;
             }
@@ -368,14 +361,14 @@ impl TokenTable {
             self.eog[id as usize] = true;
         }
         for text in EOG_TEXTS {
-            if let Some(&id) = self.by_text.get(*text) {
+            if let Some(id) = self.texts.id_of(text) {
                 self.eog[id as usize] = true;
                 self.force_control(id);
             }
         }
         // gpt-oss: these tokens are always rendered.
         for text in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
-            if let Some(&id) = self.by_text.get(text) {
+            if let Some(id) = self.texts.id_of(text) {
                 self.attrs[id as usize] = Attr(Attr::USER_DEFINED);
             }
         }

@@ -68,6 +68,8 @@ impl Default for QuantizedActivations {
 
 /// One activation row as the matrix-vector kernels get it: the ggml blocks, and the
 /// [`PairedRow`] layout when it was prepared.
+// Only the x86-64 kernels read these layouts (aarch64 sums from the ggml blocks).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ActRow<'a> {
     pub bytes: &'a [u8],
@@ -78,6 +80,8 @@ pub(crate) struct ActRow<'a> {
 /// With `nb` blocks and `np = ceil(nb / 2)` pairs: `qs` has 64 bytes per pair (the odd
 /// last block's partner half is zero), `d` and `s` one value per block, zero-padded to
 /// a multiple of 8 blocks.
+// Only the x86-64 kernels read these layouts (aarch64 sums from the ggml blocks).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PairedRow<'a> {
     pub blocks: usize,
@@ -93,6 +97,8 @@ pub(crate) struct PairedRow<'a> {
 /// Q8_K: `d` times the chunk's quant sum), and the negated quant sum; `nsum16` has the
 /// negated quant sum of every 16 values; `nsum4` (Q8_0 / Q8_1 only, else empty) that of
 /// every 4 values.
+// Only the x86-64 kernels read these layouts (aarch64 sums from the ggml blocks).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GemmActivations<'a> {
     pub n_tokens: usize,
