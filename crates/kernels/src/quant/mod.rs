@@ -16,10 +16,14 @@
 //! versions of these dot products (8 to 16 f32 lanes, fused multiply-adds), and for
 //! whole matmuls it may use llamafile's tinyBLAS (`ggml-cpu/llamafile/sgemm.cpp`: F32,
 //! F16, BF16, Q8_0, Q4_0, Q5_0) or repacked, row-interleaved weights
-//! (`ggml-cpu/repack.cpp`: Q4_0, Q8_0, Q2_K, Q4_K, Q5_K, Q6_K, depending on the CPU).
-//! All of them add the same exact per-block integer products; only the order and
-//! rounding of the f32 sums differ, which moves results in the last bits (the fixture
-//! tests measure it against llama.cpp's own `vec_dot`).
+//! (`ggml-cpu/repack.cpp`: Q4_0, Q8_0, Q2_K, Q4_K, Q5_K, Q6_K, depending on the CPU),
+//! and on x86 the K-quants it does not repack go through its tiled matmul from 8 tokens
+//! on (`ggml-cpu/tiled/`). All of them add the same exact per-block integer products;
+//! only the order and rounding of the f32 sums differ, which moves results in the last
+//! bits (the fixture tests measure it against llama.cpp's own `vec_dot` and, for whole
+//! matmuls, its own `ggml_mul_mat`). tern follows the goldens' build where a model
+//! needs it: `BatchOrder` (Q4_K's repacked orders, Q6_K's tiled one); Q2_K, Q3_K and
+//! Q5_K batches still sum in their single-token order.
 
 pub mod float;
 pub(crate) mod order;
