@@ -81,6 +81,11 @@ class TypeTraits(ctypes.Structure):  # struct ggml_type_traits (ggml.h)
                 ("from_float_ref", ctypes.c_void_p)]
 
 
+class InitParams(ctypes.Structure):  # struct ggml_init_params (ggml.h)
+    _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p),
+                ("no_alloc", ctypes.c_bool)]
+
+
 class TypeTraitsCpu(ctypes.Structure):  # struct ggml_type_traits_cpu (ggml-cpu.h)
     _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p),
                 ("vec_dot_type", ctypes.c_int), ("nrows", ctypes.c_int64)]
@@ -100,6 +105,18 @@ class Ggml:
         self.cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(TypeTraitsCpu)
         self.cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
         self.cpu.ggml_cpu_init()
+        vp = ctypes.c_void_p
+        for name, res, args in [
+                ("ggml_init", vp, [InitParams]), ("ggml_free", None, [vp]),
+                ("ggml_new_tensor_2d", vp, [vp, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]),
+                ("ggml_get_data", vp, [vp]), ("ggml_mul_mat", vp, [vp, vp, vp]),
+                ("ggml_new_graph", vp, [vp]), ("ggml_build_forward_expand", None, [vp, vp])]:
+            f = getattr(self.base, name)
+            f.restype, f.argtypes = res, args
+        self.cpu.ggml_vec_soft_max_f32.restype = ctypes.c_double
+        self.cpu.ggml_vec_soft_max_f32.argtypes = [ctypes.c_int, vp, vp, ctypes.c_float]
+        self.cpu.ggml_graph_compute_with_ctx.restype = ctypes.c_int
+        self.cpu.ggml_graph_compute_with_ctx.argtypes = [vp, vp, ctypes.c_int]
 
     def row_bytes(self, ty, cols):
         t = self.base.ggml_get_type_traits(int(ty)).contents
@@ -144,6 +161,40 @@ class Ggml:
         for r in range(q.shape[0]):
             fn(q[r].ctypes.data, out[r].ctypes.data, cols)
         return out
+
+    def graph_mul_mat(self, wty, w, x):
+        """llama.cpp's CPU matmul as its graphs run it: `ggml_mul_mat(w, x)` computed by
+        the CPU backend on one thread, which picks the kernel itself (for Q6_K on x86:
+        `vec_dot` token by token below 8 tokens, the tiled K-quant matmul from 8 on).
+        Returns out[t, r] = row r of w times row t of x (f32 activations)."""
+        rows, cols = w.shape[0], x.shape[1]
+        n = x.shape[0]
+        ctx = self.base.ggml_init(InitParams(64 * 1024 * 1024, None, False))
+        assert ctx
+        try:
+            wt = self.base.ggml_new_tensor_2d(ctx, int(wty), cols, rows)
+            xt = self.base.ggml_new_tensor_2d(ctx, int(T.F32), cols, n)
+            w = np.ascontiguousarray(w)
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            ctypes.memmove(self.base.ggml_get_data(wt), w.ctypes.data, w.nbytes)
+            ctypes.memmove(self.base.ggml_get_data(xt), x.ctypes.data, x.nbytes)
+            yt = self.base.ggml_mul_mat(ctx, wt, xt)
+            gf = self.base.ggml_new_graph(ctx)
+            self.base.ggml_build_forward_expand(gf, yt)
+            assert self.cpu.ggml_graph_compute_with_ctx(ctx, gf, 1) == 0
+            out = np.zeros((n, rows), dtype=np.float32)
+            ctypes.memmove(out.ctypes.data, self.base.ggml_get_data(yt), out.nbytes)
+            return out
+        finally:
+            self.base.ggml_free(ctx)
+
+    def soft_max(self, x, mx):
+        """llama.cpp's `ggml_vec_soft_max_f32(n, y, x, max)`: y = exp(x - max) and the
+        f64 sum of y, as its CPU backend computes them."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.zeros_like(x)
+        total = self.cpu.ggml_vec_soft_max_f32(x.size, y.ctypes.data, x.ctypes.data, float(mx))
+        return y, total
 
     def vec_dot(self, wty, w, a, cols):
         """llama.cpp's CPU dot product of every weight row with every activation row:
@@ -291,6 +342,39 @@ def main():
             case["llamacpp_dot"] = w.add(ggml.vec_dot(ty, q, a, cols))
             cases.append(case)
 
+    # Whole matmuls through llama.cpp's graph, for the types whose CPU matmul changes
+    # its summation order with the number of tokens (and that it does not repack: a
+    # plain graph tensor is never repacked, so Q4_K is not here). One weight matrix, the
+    # first n of 20 activation rows for each n; 8 is where the tiled matmul starts and
+    # 16 where it switches from its narrow to its standard path.
+    matmul_cases = []
+    for ty in [T.Q6_K]:
+        rows, cols, n_max = 40, 768, 20
+        rng = np.random.default_rng(3000 * int(ty))
+        q = ggml.quantize_chunk(ty, weights_like(rng, rows, cols))
+        x = activations_like(rng, n_max, cols)
+        case = {"name": f"{ty.name.lower()}_matmul_{rows}x{cols}", "type": ty.name,
+                "rows": rows, "cols": cols, "source": "ggml_quantize_chunk; ggml_mul_mat graph, 1 thread",
+                "quantized": w.add(q), "activation_input": w.add(x), "outputs": []}
+        for n in [1, 7, 8, 9, 16, 17, 20]:
+            out = ggml.graph_mul_mat(ty, q, x[:n])
+            case["outputs"].append({"tokens": n, "llamacpp_matmul": w.add(out)})
+        matmul_cases.append(case)
+
+    # The softmax of a 64-key tile of ggml's tiled flash attention, by llama.cpp itself
+    # (`ggml_vec_soft_max_f32`: its SIMD `ggml_v_expf` and the f64 sum of its lane
+    # reductions): scores of several magnitudes, some masked (-inf), the maximum either
+    # the row's or a larger running one.
+    softmax_cases = []
+    rng = np.random.default_rng(4000)
+    for i in range(12):
+        x = (rng.standard_normal(64) * [0.5, 4.0, 30.0][i % 3]).astype(np.float32)
+        x[rng.random(64) < [0.0, 0.2, 0.6][i % 3]] = -np.inf
+        mx = np.float32(x.max() + (0.0 if i % 2 == 0 else abs(rng.standard_normal()) * 3))
+        y, total = ggml.soft_max(x, mx)
+        softmax_cases.append({"max": float(mx), "input": w.add(x), "output": w.add(y),
+                              "sum_f64": w.add(np.array([total], dtype=np.float64).view(np.uint8))})
+
     OUT.mkdir(parents=True, exist_ok=True)
     data = b"".join(w.chunks)
     (OUT / "data.bin").write_bytes(data)
@@ -302,6 +386,8 @@ def main():
         "cpu_activation_quantizer_rows_differing_from_reference": {
             k: {"differing": v[0], "rows": v[1]} for k, v in sorted(mismatch_report.items())},
         "cases": cases,
+        "matmul_cases": matmul_cases,
+        "softmax_cases": softmax_cases,
     }
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"{len(cases)} cases, {len(data)} bytes of data in {OUT.relative_to(ROOT)}")

@@ -39,7 +39,7 @@ use std::sync::Mutex;
 use half::f16;
 use tern_gguf::GgmlType;
 use tern_kernels::Kernels;
-use tern_kernels::attention::QUERY_TILE;
+use tern_kernels::attention::{QUERY_TILE, SOFTMAX_TILE};
 use tern_kernels::pool::ThreadPool;
 
 use crate::kv_cache::{Rotation, hadamard};
@@ -413,30 +413,25 @@ fn attend_tile_f32(
         last[l] = tokens.pos(tile.start + l);
         first[l] = shape.first(last[l]);
     }
-    let capacity = scratch.weights.len() / QUERY_TILE;
-    let sums = tile_softmax(
-        scores,
-        lo,
-        &first[..lanes],
-        &last[..lanes],
-        &mut scratch.weights,
-        capacity,
-    );
     for l in 0..lanes {
-        let (first, pos) = (first[l], last[l]);
-        let weights = &scratch.weights[l * capacity..l * capacity + pos + 1 - first];
+        let pos = tokens.pos(tile.start + l);
+        let first = shape.first(pos);
         let acc = &mut scratch.acc_f32[..hd];
-        acc.fill(0.0);
-        for (j, row, count) in runs(first, pos, ring) {
-            kernels.attention_accumulate_f32(
-                acc,
-                &values[row * kv_dim + kv_off..],
-                kv_dim,
-                &weights[j - first..j - first + count],
-            );
-        }
-        let sum = sums[l];
-        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum as f32 };
+        let score = |j: usize| scores[(j - lo) * QUERY_TILE + l];
+        let sum = tiled_softmax(kernels, first, pos, score, acc, |acc, from, weights| {
+            let mut done = 0;
+            for (j, row, count) in runs(from, from + weights.len() - 1, ring) {
+                debug_assert_eq!(j, from + done);
+                kernels.attention_accumulate_f32(
+                    acc,
+                    &values[row * kv_dim + kv_off..],
+                    kv_dim,
+                    &weights[done..done + count],
+                );
+                done += count;
+            }
+        });
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
         let o = &mut out[l * q_dim + h * hd..l * q_dim + (h + 1) * hd];
         for (o, a) in o.iter_mut().zip(acc.iter()) {
             *o = a * inv;
@@ -444,86 +439,58 @@ fn attend_tile_f32(
     }
 }
 
-/// The softmax of each lane of a tile's scores (`scores[(j - lo) * QUERY_TILE + l]`)
-/// over its positions `first[l]..=last[l]`: its maximum, then
-/// `weights[l * capacity + j - first[l]] = exp(score - max)` and the f64 sum of the
-/// weights in order of `j` (the reference's arithmetic, lane by lane). Returns the sums.
-///
-/// The positions all lanes see are walked row by row, the lanes side by side (the
-/// maxima then vectorise, and the eight running sums overlap); each lane's own
-/// positions before and after those are done alone, in order.
-fn tile_softmax(
-    scores: &[f32],
-    lo: usize,
-    first: &[usize],
-    last: &[usize],
-    weights: &mut [f32],
-    capacity: usize,
-) -> [f64; QUERY_TILE] {
-    let lanes = first.len();
-    let score = |j: usize, l: usize| scores[(j - lo) * QUERY_TILE + l];
-    // The shared range, `common.start > common.end` when there is none.
-    let shared = (
-        first.iter().max().copied().unwrap_or(0),
-        last.iter().min().copied().unwrap_or(0),
-    );
-    let common = if shared.0 <= shared.1 {
-        Some(shared)
-    } else {
-        None
-    };
-    // Each lane's positions before and after the shared ones (all of them without).
-    let before = |l: usize| match common {
-        Some((from, _)) => first[l]..from,
-        None => first[l]..last[l] + 1,
-    };
-    let after = |l: usize| match common {
-        Some((_, to)) => to + 1..last[l] + 1,
-        None => 0..0,
-    };
+/// Keys per tile of ggml's tiled flash attention (`GGML_FA_TILE_KV`): the online
+/// softmax steps from one tile of cache cells to the next.
+pub(crate) const KV_TILE: usize = SOFTMAX_TILE;
 
-    // The maximum: its value does not depend on the order of the scores.
-    let mut max = [f32::NEG_INFINITY; QUERY_TILE];
-    if let Some((from, to)) = common {
-        for row in
-            scores[(from - lo) * QUERY_TILE..(to + 1 - lo) * QUERY_TILE].chunks_exact(QUERY_TILE)
-        {
-            for (m, &s) in max.iter_mut().zip(row) {
-                *m = m.max(s);
-            }
+/// The online softmax and weighted sum of ggml's tiled flash attention
+/// (`ggml_compute_forward_flash_attn_ext_tiled`) for one query over the keys at
+/// positions `first..=pos` (`score(j)` each): zeroes `acc`, leaves the un-normalised
+/// weighted sum of the values in it and returns the sum of the weights. The keys go in
+/// tiles of [`KV_TILE`] cache cells, taken here as positions (a fresh cache fills its
+/// cells in position order; llama.cpp's placement after a sliding-window cache wraps is
+/// not modelled). Per tile with a visible key: the tile's maximum `m`; when the running
+/// maximum grows, `acc` and the sum are multiplied by `expf(old - new)` (libm, as
+/// ggml's scalar `expf`); the weights of the tile (`Kernels::attention_softmax_tile`:
+/// `softmax_exp(s - max)`, 0 for the keys the query does not see) and their sum in
+/// ggml's order, added in f64 to the f32 sum; then `accumulate(acc, from, weights)` adds `fma(v_j, w_j, ·)` for the tile's
+/// keys `from..from + weights.len()` in order (the invisible keys' zero weights change
+/// nothing and are skipped).
+pub(crate) fn tiled_softmax(
+    kernels: Kernels,
+    first: usize,
+    pos: usize,
+    score: impl Fn(usize) -> f32,
+    acc: &mut [f32],
+    mut accumulate: impl FnMut(&mut [f32], usize, &[f32]),
+) -> f32 {
+    acc.fill(0.0);
+    let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
+    let mut weights = [0.0f32; KV_TILE];
+    let mut start = first / KV_TILE * KV_TILE;
+    while start <= pos {
+        let (from, to) = (first.max(start), pos.min(start + KV_TILE - 1));
+        start += KV_TILE;
+        let tile_max = (from..=to).map(&score).fold(f32::NEG_INFINITY, f32::max);
+        if tile_max == f32::NEG_INFINITY {
+            continue;
         }
-    }
-    for (l, max) in max.iter_mut().enumerate().take(lanes) {
-        for j in before(l).chain(after(l)) {
-            *max = max.max(score(j, l));
+        let new_max = max.max(tile_max);
+        if new_max > max {
+            let ms = (max - new_max).exp();
+            acc.iter_mut().for_each(|a| *a *= ms);
+            sum *= ms;
         }
-    }
-
-    // The weights and their sums, in order of position per lane.
-    let mut sums = [0.0f64; QUERY_TILE];
-    let mut put = |l: usize, j: usize, sums: &mut [f64; QUERY_TILE]| {
-        let w = (score(j, l) - max[l]).exp();
-        weights[l * capacity + j - first[l]] = w;
-        sums[l] += w as f64;
-    };
-    for l in 0..lanes {
-        for j in before(l) {
-            put(l, j, &mut sums);
-        }
-    }
-    if let Some((from, to)) = common {
+        max = new_max;
+        let base = start - KV_TILE;
+        let mut scores = [f32::NEG_INFINITY; KV_TILE];
         for j in from..=to {
-            for l in 0..lanes {
-                put(l, j, &mut sums);
-            }
+            scores[j - base] = score(j);
         }
+        sum = (sum as f64 + kernels.attention_softmax_tile(&scores, max, &mut weights)) as f32;
+        accumulate(acc, from, &weights[from - base..=to - base]);
     }
-    for l in 0..lanes {
-        for j in after(l) {
-            put(l, j, &mut sums);
-        }
-    }
-    sums
+    sum
 }
 
 /// The online softmax of ggml's one-chunk path replayed over scores in order: the

@@ -12,7 +12,6 @@ use crate::kv_cache::hadamard;
 
 /// The buffers of the reference, allocated per call (tests only).
 pub(super) struct Buffers {
-    scores: Vec<f32>,
     query_f16: Vec<f16>,
     acc_f16: Vec<f16>,
     acc_f32: Vec<f32>,
@@ -22,9 +21,8 @@ pub(super) struct Buffers {
 }
 
 impl Buffers {
-    pub(super) fn new(head_dim: usize, capacity: usize) -> Self {
+    pub(super) fn new(head_dim: usize, _capacity: usize) -> Self {
         Buffers {
-            scores: vec![0.0; capacity],
             query_f16: vec![f16::ZERO; head_dim],
             acc_f16: vec![f16::ZERO; head_dim],
             acc_f32: vec![0.0; head_dim],
@@ -77,23 +75,45 @@ pub(super) fn attend(
         let value = |j: usize| &values[row(j)..row(j) + hd];
         match arithmetic {
             Arithmetic::F32 => {
-                let scores = &mut scratch.scores[first..=pos];
+                // ggml's tiled path, written out key by key: tiles of KV_TILE cells
+                // (positions), an online softmax from tile to tile.
                 let mut max = f32::NEG_INFINITY;
-                for (s, j) in scores.iter_mut().zip(first..=pos) {
-                    *s = dot_f32_f16(q, key(j)) * shape.scale;
-                    max = max.max(*s);
-                }
+                let mut sum = 0.0f32;
                 let acc = &mut scratch.acc_f32;
                 acc.iter_mut().for_each(|a| *a = 0.0);
-                let mut sum = 0.0f64;
-                for (s, j) in scores.iter().zip(first..=pos) {
-                    let w = (s - max).exp();
-                    sum += w as f64;
-                    for (a, v) in acc.iter_mut().zip(value(j)) {
-                        *a += v.to_f32() * w;
+                let tiles = first / super::KV_TILE..pos / super::KV_TILE + 1;
+                for tile in tiles {
+                    let base = tile * super::KV_TILE;
+                    let mut scores = [f32::NEG_INFINITY; super::KV_TILE];
+                    for (i, s) in scores.iter_mut().enumerate() {
+                        let j = base + i;
+                        if (first..=pos).contains(&j) {
+                            *s = dot_f32_f16(q, key(j)) * shape.scale;
+                        }
+                    }
+                    let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                    if tile_max == f32::NEG_INFINITY {
+                        continue;
+                    }
+                    let new_max = max.max(tile_max);
+                    if new_max > max {
+                        let ms = (max - new_max).exp();
+                        acc.iter_mut().for_each(|a| *a *= ms);
+                        sum *= ms;
+                    }
+                    max = new_max;
+                    let weights = scores.map(|s| tern_kernels::attention::softmax_exp(s - max));
+                    sum = (sum as f64 + tern_kernels::attention::softmax_sum(&weights)) as f32;
+                    for (i, &w) in weights.iter().enumerate() {
+                        let j = base + i;
+                        if (first..=pos).contains(&j) {
+                            for (a, v) in acc.iter_mut().zip(value(j)) {
+                                *a = v.to_f32().mul_add(w, *a);
+                            }
+                        }
                     }
                 }
-                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum as f32 };
+                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
                 for (o, a) in o.iter_mut().zip(acc.iter()) {
                     *o = a * inv;
                 }
@@ -220,13 +240,14 @@ fn attend_quantized(
     }
 }
 
-/// K·Q with Q in F32 (the tiled path widens K to F32).
+/// K·Q with Q in F32 (the tiled path widens K to F32): one fused multiply-add per
+/// value, in order (ggml's `simd_gemm`).
 fn dot_f32_f16(q: &[f32], k: &[f16]) -> f32 {
-    let mut sum = 0.0f64;
+    let mut sum = 0.0f32;
     for (a, b) in q.iter().zip(k) {
-        sum += (a * b.to_f32()) as f64;
+        sum = a.mul_add(b.to_f32(), sum);
     }
-    sum as f32
+    sum
 }
 
 /// K·Q with both in F16, summed in the lane order of llama.cpp's AVX-512 build of

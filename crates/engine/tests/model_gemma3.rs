@@ -12,20 +12,23 @@ const KEY: &str = "gemma-3-270m-q4_k_m";
 
 /// Issue 4 asks for top-1 identical, top-10 logits within 0.1 and greedy continuations
 /// matching on 90% of prompts. The test prints the measured values (recorded in
-/// crates/engine/README.md, "Fidelity"); these bounds are what holds today (measured
-/// with the fused running sum in attention: top-1 43/43, top-10 within 0.81, greedy
-/// 36/43 = 83.7%, every divergence after a step whose golden margin is under 0.66).
-/// What still differs from llama.cpp's arithmetic is listed in the README: the Q6_K
-/// matmul and the F32 tiled attention path. Tighten them as the arithmetic gets closer.
-const TOP10_TOLERANCE: f32 = 0.9;
-const GREEDY_PASS_RATE: f64 = 0.8;
-/// Issue 4 asks 0.5%; see the README for the measured value.
-const PPL_TOLERANCE: f64 = 0.02;
-/// Of the three 1,500+-token prompts, at least two must pass; their top-1 and top-10
-/// bounds are the earlier ones (not re-measured with the exact K-quant orders yet).
+/// crates/engine/README.md, "Fidelity"): tern computes llama.cpp's bits in every tensor
+/// on these prompts (Q6_K in its tiled-matmul order from 8 tokens, attention in its
+/// tiled order from 64), so top-1 43/43, top-10 max |Δ| 0.0000, greedy 43/43. The
+/// bounds are that, with a hair of margin on the logits.
+const TOP10_TOLERANCE: f32 = 0.001;
+const GREEDY_PASS_RATE: f64 = 1.0;
+/// Perplexity over 4 chunks of 512: measured equal to llama-perplexity to 4 decimals.
+const PPL_512_TOLERANCE: f64 = 1e-5;
+/// Issue 4 asks 0.5%. One chunk of 2048 measured 0.91% off, most likely because past
+/// 1,024 tokens llama.cpp's sliding-window cache (1,024 cells) reuses its cells, and its
+/// attention visits keys in tiles of cells, not of positions (crates/engine/README.md).
+const PPL_2048_TOLERANCE: f64 = 0.02;
+/// The three 1,500+-token prompts, past the reuse of sliding-window cells above
+/// (measured: top-1 3/3, top-10 within 0.71, greedy 2/3: long-kjv-genesis diverges at
+/// step 8 after a golden margin of 0.34).
 const LONG_GREEDY_PASS_RATE: f64 = 0.6;
-const LONG_TOP10_TOLERANCE: f32 = 1.5;
-const LONG_MAX_TOP1_MISMATCHES: usize = 4;
+const LONG_TOP10_TOLERANCE: f32 = 0.75;
 
 fn fixture() -> Fixture {
     Fixture::load(TestModel::Gemma3_270m, KEY)
@@ -71,7 +74,7 @@ fn fidelity_on_prompts_longer_than_the_sliding_window() {
         report.tokenization_mismatches
     );
     assert!(
-        report.top1_mismatches.len() <= LONG_MAX_TOP1_MISMATCHES,
+        report.top1_mismatches.is_empty(),
         "{:?}",
         report.top1_mismatches
     );
@@ -97,7 +100,7 @@ fn perplexity_matches_llama_perplexity_at_512() {
         100.0 * relative
     );
     assert!(
-        relative < PPL_TOLERANCE,
+        relative < PPL_512_TOLERANCE,
         "tern {ours}, llama-perplexity {reference}"
     );
 }
@@ -112,7 +115,7 @@ fn perplexity_matches_llama_perplexity_at_2048() {
         100.0 * relative
     );
     assert!(
-        relative < PPL_TOLERANCE,
+        relative < PPL_2048_TOLERANCE,
         "tern {ours}, llama-perplexity {reference}"
     );
 }

@@ -48,17 +48,19 @@ fn perplexities(which: TestModel) -> Vec<(KvType, f64)> {
         .collect()
 }
 
-/// Q8_0 within 1% of F16, Q4_0 worse than Q8_0 and within 30%. A cache that ignored its
-/// type would give exactly F16's number. Measured here (2 chunks of 256): SmolLM2 Q8_0
-/// -0.2%, Q4_0 +4.5%; Gemma Q8_0 +0.1%, Q4_0 +20.0% (short chunks amplify the loss; at
-/// 8 chunks of 512, docs/RUNTIME.md: Gemma Q4_0 +11.5%, llama.cpp +8.6%).
+/// Q8_0 within 2% of F16, Q4_0 worse than Q8_0 and within 30%. A cache that ignored its
+/// type would give exactly F16's number. Measured here (2 chunks of 256), with the F16
+/// cache in llama.cpp's tiled flash-attention order (bit-exact against llama.cpp; a
+/// quantized cache takes its one-chunk path): SmolLM2 Q8_0 -0.16%, Q4_0 +3.2%; Gemma
+/// Q8_0 -1.16%, Q4_0 +14.2% (short chunks amplify the differences; at 8 chunks of 512,
+/// docs/RUNTIME.md: Gemma Q4_0 +9.5%, llama.cpp +8.6%).
 fn check(which: TestModel) {
     let ppl = perplexities(which);
     eprintln!("{which:?}: {ppl:?}");
     let (f16, q8, q4) = (ppl[0].1, ppl[1].1, ppl[2].1);
     assert!(f16.is_finite() && f16 > 1.0, "{ppl:?}");
     assert_ne!(q8, f16, "Q8_0 must change the arithmetic: {ppl:?}");
-    assert!((q8 / f16 - 1.0).abs() < 0.01, "Q8_0 vs F16: {ppl:?}");
+    assert!((q8 / f16 - 1.0).abs() < 0.02, "Q8_0 vs F16: {ppl:?}");
     assert!((q4 / f16 - 1.0).abs() < 0.30, "Q4_0 vs F16: {ppl:?}");
     assert!(
         (q4 - f16).abs() > (q8 - f16).abs(),

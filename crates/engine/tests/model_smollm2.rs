@@ -17,17 +17,15 @@ use tern_tokenizer::chat::{ChatTemplate, Message};
 const KEY: &str = "smollm2-135m-instruct-q4_1";
 
 /// Issue 4 asks for top-1 identical, top-10 logits within 0.1 and greedy continuations
-/// matching on 90% of prompts. Measured on the 43 prompts below (crates/engine/README.md,
-/// "Fidelity"): every matmul, norm and RoPE is now bit-exact against llama.cpp; the
-/// attention output still differs in the last bit (~3e-8 relative on a 12-token prompt),
-/// which flips a rounding a few layers later: top-10 max |Δ| 0.44, top-1 41/43 (both
-/// misses at golden margins 0.18 and 0.24), greedy 40/43 = 93%. The bounds hold that.
-const TOP10_TOLERANCE: f32 = 0.5;
-const MAX_TOP1_MISMATCHES: usize = 2;
-const GREEDY_PASS_RATE: f64 = 0.9;
+/// matching on 90% of prompts. Measured (crates/engine/README.md, "Fidelity"): tern
+/// computes llama.cpp's bits in every tensor, so on all 43 prompts (46 with the long
+/// ones) top-1 43/43, top-10 max |Δ| 0.0000, greedy 43/43. The bounds are that, with a
+/// hair of margin on the logits.
+const TOP10_TOLERANCE: f32 = 0.001;
+const GREEDY_PASS_RATE: f64 = 1.0;
 
-/// The three `long-*` prompts (2,300–2,900 tokens) take most of this test's time while
-/// tern's attention is scalar (45+ minutes on 2 busy cores); the long-prompt check is
+/// The three `long-*` prompts (2,300–2,900 tokens) take most of this test's time (the
+/// whole file with them: about 2 minutes on this machine); the long-prompt check is
 /// Gemma 3's (sliding window, `model_gemma3.rs`). `TERN_TEST_LONG_PROMPTS=1` adds them.
 fn wanted(id: &str) -> bool {
     std::env::var_os("TERN_TEST_LONG_PROMPTS").is_some() || !id.starts_with("long-")
@@ -49,7 +47,7 @@ fn fidelity_against_llama_cpp() {
         report.tokenization_mismatches
     );
     assert!(
-        report.top1_mismatches.len() <= MAX_TOP1_MISMATCHES,
+        report.top1_mismatches.is_empty(),
         "{:?}",
         report.top1_mismatches
     );
@@ -68,18 +66,16 @@ fn fidelity_against_llama_cpp() {
 #[test]
 fn perplexity_matches_llama_perplexity_on_the_first_chunks() {
     let fixture = fixture();
-    // 16 chunks (8,192 tokens): over 4 the F32 tiled attention's last-bit differences
-    // (crates/engine/README.md) still move the result by 0.8%; over 16, 0.2%.
+    // 16 chunks (8,192 tokens): measured equal to llama-perplexity to 4 decimals
+    // (every tensor has llama.cpp's bits); the bound leaves room for the last printed
+    // digit of the reference only.
     let (ours, reference) = perplexity_prefix(&fixture, 512, 16);
     let relative = (ours - reference).abs() / reference;
     println!(
         "perplexity over 16 chunks of 512: tern {ours:.4}, llama.cpp {reference:.4} ({:.3}%)",
         100.0 * relative
     );
-    assert!(
-        relative < 0.005,
-        "tern {ours}, llama-perplexity {reference}"
-    );
+    assert!(relative < 1e-5, "tern {ours}, llama-perplexity {reference}");
 }
 
 fn session(fixture: &Fixture) -> Session {

@@ -9,11 +9,15 @@
 //! That is what lets the engine's logits stay identical to its goldens whatever the CPU.
 //!
 //! - [`Kernels::attention_scores_f32`]: scores of a tile of [`QUERY_TILE`] F32 queries
-//!   against F16 keys, each an f64 sum of the f32 products in order of the head
-//!   dimension, rounded to f32 and scaled. The SIMD paths put the tile's queries in the
-//!   lanes (the query tile comes transposed) so each lane still sums in order.
-//! - [`Kernels::attention_accumulate_f32`]: `acc += v_j * w_j` over keys `j` in order,
-//!   F16 values widened, a multiply then an add (no fused multiply-add) per value.
+//!   against F16 keys, each a chain of f32 fused multiply-adds in order of the head
+//!   dimension (ggml's `simd_gemm` in the tiled path), then scaled. The SIMD paths put
+//!   the tile's queries in the lanes (the query tile comes transposed) so each lane
+//!   still sums in order.
+//! - [`Kernels::attention_accumulate_f32`]: `acc = fma(v_j, w_j, acc)` over keys `j` in
+//!   order, F16 values widened (the tiled path's `simd_gemm` of weights and values).
+//! - [`softmax_exp`] and [`softmax_sum`]: the tiled path's softmax of a 64-key tile
+//!   (`ggml_vec_soft_max_f32` as the goldens' AVX-512 build compiles it), in scalar code
+//!   every path shares.
 //! - [`Kernels::attention_scores_f16`]: scores of one F16 query against F16 keys with
 //!   [`crate::vec_dot_f16_ggml`] (ggml's AVX-512 `ggml_vec_dot_f16` lane order).
 //! - [`Kernels::attention_accumulate_f16`]: the F16 accumulator of ggml's one-chunk
@@ -45,6 +49,13 @@ pub(crate) type ScoresF16Fn = unsafe fn(&[f16], &[f16], usize, usize, f32, &mut 
 pub(crate) type AccumulateF16Fn = unsafe fn(&mut [f16], &[f16], usize, &[f32], &[f32]);
 /// The F32 accumulator with rescales over quantized value rows.
 pub(crate) type AccumulateQuantFn = unsafe fn(&mut [f32], &[u8], usize, &[f32], &[f32]);
+/// The softmax weights of one key tile and their sum.
+pub(crate) type SoftmaxTileFn =
+    unsafe fn(&[f32; SOFTMAX_TILE], f32, &mut [f32; SOFTMAX_TILE]) -> f64;
+
+/// Keys per tile of ggml's tiled flash attention (`GGML_FA_TILE_KV`), the unit of
+/// [`Kernels::attention_softmax_tile`].
+pub const SOFTMAX_TILE: usize = 64;
 
 /// One path's attention kernels. Callers ([`Kernels`]' methods) check every length, so
 /// the functions may read `keys`/`values` rows without further checks.
@@ -56,6 +67,7 @@ pub(crate) struct AttentionTable {
     pub accumulate_f16: AccumulateF16Fn,
     pub accumulate_q8_0: AccumulateQuantFn,
     pub accumulate_q4_0: AccumulateQuantFn,
+    pub softmax_tile: SoftmaxTileFn,
 }
 
 /// The scalar reference.
@@ -66,6 +78,7 @@ pub(crate) static SCALAR_ATTENTION: AttentionTable = AttentionTable {
     accumulate_f16: accumulate_f16_ref,
     accumulate_q8_0: accumulate_q8_0_ref,
     accumulate_q4_0: accumulate_q4_0_ref,
+    softmax_tile: softmax_tile_generic,
 };
 
 /// Checks that `rows` rows of `row_len` elements, `stride` apart, fit in `len`.
@@ -112,8 +125,10 @@ pub(crate) fn check_accumulate(
 
 impl Kernels {
     /// Scores of a tile of [`QUERY_TILE`] queries against `n_keys` F16 keys:
-    /// `out[j * QUERY_TILE + l] = (Σ_d f64(q_l[d] · k_j[d])) as f32 * scale`, the sum
-    /// taken in order of `d` (the engine's F32 attention path for prompt batches).
+    /// `out[j * QUERY_TILE + l] = s * scale` where `s` starts at 0 and takes
+    /// `s = fma(q_l[d], k_j[d], s)` for `d` in order (the engine's F32 attention path for
+    /// prompt batches: ggml's tiled flash attention, whose `simd_gemm` does exactly
+    /// that per score before `ggml_vec_scale_f32`).
     ///
     /// `queries_t` is the tile transposed: `queries_t[d * QUERY_TILE + l] = q_l[d]`, so
     /// its length is `head_dim * QUERY_TILE`. Key `j` is
@@ -139,8 +154,8 @@ impl Kernels {
         }
     }
 
-    /// `acc[d] += f32(v_j[d]) * weights[j]` for `j` in order, a multiply and then an
-    /// add per value (ggml's `ggml_vec_mad_f32` on widened F16 values). Row `j` is
+    /// `acc[d] = fma(f32(v_j[d]), weights[j], acc[d])` for `j` in order (the `simd_gemm`
+    /// of ggml's tiled flash attention on widened F16 values). Row `j` is
     /// `values[j * stride..j * stride + acc.len()]`.
     ///
     /// # Panics
@@ -161,6 +176,22 @@ impl Kernels {
         );
         // SAFETY: as in `attention_scores_f32`.
         unsafe { (self.table.attention.accumulate_f32)(acc, values, stride, weights) }
+    }
+
+    /// The softmax step of ggml's tiled flash attention for one tile of
+    /// [`SOFTMAX_TILE`] keys: `weights[i] = softmax_exp(scores[i] - max)` (0 for a
+    /// score of `-inf`, a key the query does not see) and their sum by
+    /// [`softmax_sum`] — `ggml_vec_soft_max_f32` as the goldens' AVX-512 build computes
+    /// it. The same bits on every path.
+    pub fn attention_softmax_tile(
+        &self,
+        scores: &[f32; SOFTMAX_TILE],
+        max: f32,
+        weights: &mut [f32; SOFTMAX_TILE],
+    ) -> f64 {
+        // SAFETY: `self` holds a table that `arch::table` checked against this CPU's
+        // features; the arrays have the tile's length by their types.
+        unsafe { (self.table.attention.softmax_tile)(scores, max, weights) }
     }
 
     /// Scores of one F16 query against `n_keys` F16 keys:
@@ -351,11 +382,11 @@ pub(crate) fn scores_f32_ref(
     for j in 0..n_keys {
         let key = &keys[j * key_stride..j * key_stride + head_dim];
         for l in 0..QUERY_TILE {
-            let mut sum = 0.0f64;
+            let mut sum = 0.0f32;
             for (d, k) in key.iter().enumerate() {
-                sum += (queries_t[d * QUERY_TILE + l] * k.to_f32()) as f64;
+                sum = queries_t[d * QUERY_TILE + l].mul_add(k.to_f32(), sum);
             }
-            out[j * QUERY_TILE + l] = sum as f32 * scale;
+            out[j * QUERY_TILE + l] = sum * scale;
         }
     }
 }
@@ -364,9 +395,70 @@ pub(crate) fn accumulate_f32_ref(acc: &mut [f32], values: &[f16], stride: usize,
     for (j, &w) in weights.iter().enumerate() {
         let row = &values[j * stride..j * stride + acc.len()];
         for (a, v) in acc.iter_mut().zip(row) {
-            *a += v.to_f32() * w;
+            *a = v.to_f32().mul_add(w, *a);
         }
     }
+}
+
+/// `e^x` as llama.cpp's AVX-512 `ggml_v_expf` (ggml-cpu/vec.h) computes it — the
+/// exponential of the softmax of ggml's tiled flash attention in the goldens' build —
+/// in scalar code, so every tern path gets its bits: `n = round(x · log2 e)` by the
+/// `1.5 · 2^23` trick, `b = x − n · ln 2` in two fused steps, a degree-5 polynomial in
+/// `b` by fused multiply-adds, then `vscalefps` (`j · 2^n`, one rounding; done here in
+/// f64, where the product is exact). `|n| > 192` gives 0 below and infinity above (so
+/// `-inf` gives 0).
+#[inline(always)]
+pub fn softmax_exp(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
+    let n = z - r;
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),                  // 0x1.7f7d1cp-20
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x), // 0x1.62e4p-1
+    );
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let u = b * b;
+    let j = f32::from_bits(0x3c07_2010) // 0x1.0e4020p-7
+        .mul_add(b, f32::from_bits(0x3d2b_9f17)) // 0x1.573e2ep-5
+        .mul_add(
+            u,
+            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)), // 0x1.555e66p-3, 0x1.fffdb6p-2
+        )
+        .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0)); // 0x1.ffffecp-1
+    // 2^n as an f64 built from its exponent bits (|n| <= 192: a normal f64).
+    let scale = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    (j as f64 * scale) as f32
+}
+
+/// [`Kernels::attention_softmax_tile`] as plain code: the SIMD paths compile this same
+/// function with their fused multiply-add instructions (without them `f32::mul_add` is
+/// a slow library call, with the same result).
+#[inline(always)]
+pub(crate) fn softmax_tile_generic(
+    scores: &[f32; SOFTMAX_TILE],
+    max: f32,
+    weights: &mut [f32; SOFTMAX_TILE],
+) -> f64 {
+    for (w, &s) in weights.iter_mut().zip(scores) {
+        *w = softmax_exp(s - max);
+    }
+    softmax_sum(weights)
+}
+
+/// The sum of the softmax weights of one 64-key tile as ggml's tiled flash attention
+/// adds them (`ggml_vec_soft_max_f32`, AVX-512 build): per 16 weights the f32 reduction
+/// of `_mm512_reduce_add_ps` (halves, quarters, then pairs), each added to an f64 sum.
+#[inline(always)]
+pub fn softmax_sum(weights: &[f32; SOFTMAX_TILE]) -> f64 {
+    let mut sum = 0.0f64;
+    for v in weights.chunks_exact(16) {
+        let t: [f32; 8] = std::array::from_fn(|i| v[i + 8] + v[i]);
+        let u: [f32; 4] = std::array::from_fn(|i| t[i + 4] + t[i]);
+        sum += ((u[2] + u[0]) + (u[3] + u[1])) as f64;
+    }
+    sum
 }
 
 pub(crate) fn scores_f16_ref(

@@ -240,11 +240,12 @@ impl Kernels {
         let n_tokens = x.n_rows;
         let row_bytes = w.row_bytes();
         let out = GemmOut::new(out, w.rows, n_tokens);
-        // Tokens `0..batched` take the batched order (`RowKernels::grouped_dot`): for
-        // Q4_K the tokens in whole groups of 4, as llama.cpp's repacked kernels; for the
-        // other types all of them, in the order of the single-token kernels.
-        let batched = match kernels.grouped_dot {
-            Some(_) => n_tokens - n_tokens % 4,
+        // Tokens `0..batched` take the batched order (`RowKernels::batch_order`): for
+        // Q4_K the tokens in whole groups of 4, as llama.cpp's repacked kernels; for
+        // Q6_K all of them from 8 tokens on, as its tiled matmul; for the other types
+        // all of them, in the order of the single-token kernels.
+        let batched = match kernels.batch_order {
+            Some(order) => order.split.tokens(n_tokens),
             None => n_tokens,
         };
         let gemm = kernels
@@ -284,7 +285,7 @@ impl Kernels {
 }
 
 /// Weight rows `rows` times the tokens `tokens`, token by token: the matrix-vector
-/// kernel (or `dot` row by row), or `grouped_dot` for the tokens before
+/// kernel (or `dot` row by row), or the batch order's `dot` for the tokens before
 /// `grouped_until` when the type has one. One token streams the whole chunk; several
 /// take a cache-sized tile of rows at a time for all tokens.
 fn per_token(
@@ -314,7 +315,10 @@ fn per_token(
             // slice is dropped before the next one is taken.
             let out_t = unsafe { out.row_slice(t, start..end) };
             let x_t = x.act_row(t);
-            let grouped = kernels.grouped_dot.filter(|_| t < grouped_until);
+            let grouped = kernels
+                .batch_order
+                .map(|order| order.dot)
+                .filter(|_| t < grouped_until);
             match (grouped, kernels.matvec) {
                 // SAFETY: the table was checked against this CPU's features; `w_rows`
                 // holds `out_t.len()` rows of `row_bytes`, and `x_t` one row of the

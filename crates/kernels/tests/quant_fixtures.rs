@@ -507,3 +507,122 @@ fn matmul_and_get_rows_match_the_row_kernels() {
         );
     }
 }
+
+/// Whole matmuls against llama.cpp's own graph (`ggml_mul_mat` on its CPU backend, one
+/// thread), which picks its kernel by the number of tokens: for Q6_K, `vec_dot` token
+/// by token below 8 tokens and its tiled K-quant matmul from 8 on (another f32 order).
+/// Every path, single-threaded and split over threads, must give llama.cpp's bits for
+/// every token count.
+#[test]
+fn matmul_is_bit_exact_with_llamacpp_graphs() {
+    use tern_kernels::Kernels;
+    use tern_kernels::pool::ThreadPool;
+    let f = fixtures();
+    let matmuls = f.manifest["matmul_cases"].as_array().unwrap();
+    assert!(
+        matmuls.iter().any(|c| c["type"] == "Q6_K"),
+        "no Q6_K matmul fixture"
+    );
+    let pool = ThreadPool::new(3);
+    for c in matmuls {
+        let case = Case {
+            name: c["name"].as_str().unwrap().to_string(),
+            ty: type_named(c["type"].as_str().unwrap()),
+            rows: c["rows"].as_u64().unwrap() as usize,
+            cols: c["cols"].as_u64().unwrap() as usize,
+            json: c,
+            data: &f.data,
+        };
+        let w = WeightMatrix::try_new(
+            case.ty,
+            case.rows,
+            case.cols,
+            case.bytes("quantized").unwrap(),
+        )
+        .unwrap();
+        let x = case.f32s("activation_input").unwrap();
+        let outputs = c["outputs"].as_array().unwrap();
+        let counts: Vec<u64> = outputs
+            .iter()
+            .map(|o| o["tokens"].as_u64().unwrap())
+            .collect();
+        assert!(
+            counts.iter().any(|&n| n < 8) && counts.iter().any(|&n| n >= 8),
+            "{}: token counts {counts:?} miss one side of llama.cpp's switch at 8",
+            case.name
+        );
+        for o in outputs {
+            let n = o["tokens"].as_u64().unwrap() as usize;
+            let out_case = Case {
+                name: case.name.clone(),
+                json: o,
+                ..case
+            };
+            let want = out_case.f32s("llamacpp_matmul").unwrap();
+            for k in Kernels::available() {
+                let mut acts = QuantizedActivations::new();
+                acts.quantize_with(k, case.ty, &x[..n * case.cols], n, case.cols);
+                let mut got = vec![f32::NAN; n * case.rows];
+                k.matmul(&w, &acts, &mut got);
+                let mut split = vec![f32::NAN; n * case.rows];
+                k.matmul_with_pool(&pool, &w, &acts, &mut split);
+                for (i, &want) in want.iter().enumerate() {
+                    let (t, r) = (i / case.rows, i % case.rows);
+                    for (how, got) in [("one thread", got[i]), ("3 threads", split[i])] {
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{} {:?} {how}, {n} tokens: token {t} row {r}: {got} vs llama.cpp {want}",
+                            case.name,
+                            k.path()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The softmax of a 64-key tile of llama.cpp's tiled flash attention, by llama.cpp
+/// itself (`ggml_vec_soft_max_f32`, exported by its CPU backend): every weight
+/// `softmax_exp(x - max)` and the f64 sum `softmax_sum` must be its bits.
+#[test]
+fn softmax_tile_is_bit_exact_with_llamacpp() {
+    use tern_kernels::attention::{softmax_exp, softmax_sum};
+    let f = fixtures();
+    let cases = f.manifest["softmax_cases"].as_array().unwrap();
+    assert!(cases.len() >= 6, "{} softmax cases", cases.len());
+    for (i, c) in cases.iter().enumerate() {
+        let case = Case {
+            name: format!("softmax {i}"),
+            ty: GgmlType::F32,
+            rows: 1,
+            cols: 64,
+            json: c,
+            data: &f.data,
+        };
+        let x = case.f32s("input").unwrap();
+        let want = case.f32s("output").unwrap();
+        let max = c["max"].as_f64().unwrap() as f32;
+        let mut got = [0.0f32; 64];
+        for (g, &x) in got.iter_mut().zip(&x) {
+            *g = softmax_exp(x - max);
+        }
+        for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g.to_bits(),
+                w.to_bits(),
+                "{}: exp({} - {max}) at {j}",
+                case.name,
+                x[j]
+            );
+        }
+        let sum = f64::from_le_bytes(case.bytes("sum_f64").unwrap().try_into().unwrap());
+        assert_eq!(
+            softmax_sum(&got).to_bits(),
+            sum.to_bits(),
+            "{}: sum",
+            case.name
+        );
+    }
+}

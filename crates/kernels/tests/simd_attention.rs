@@ -3,7 +3,7 @@
 //! weights and rescales; head sizes from 1 to 256 (odd ones included, which exercise
 //! the tails), key counts that are not multiples of the unrolling, strides wider than a
 //! row, and slices starting at odd offsets. The scalar reference itself is checked
-//! against the definitions written out here (f64 sums in order, `vec_dot_f16_ggml`,
+//! against the definitions written out here (chains of fused multiply-adds in order, `vec_dot_f16_ggml`,
 //! `dequantize_row`, `vec_mad_f16` / `vec_scale_f16`).
 
 mod simd_support;
@@ -241,7 +241,7 @@ fn every_simd_path_gives_the_scalar_bits() {
 // ---- The scalar reference against the definitions ----
 
 #[test]
-fn scalar_scores_are_ordered_f64_sums() {
+fn scalar_scores_are_ordered_fma_chains() {
     let s = Kernels::scalar();
     let mut rng = XorShift::new(21);
     let (hd, n) = (13, 6);
@@ -252,14 +252,11 @@ fn scalar_scores_are_ordered_f64_sums() {
     for j in 0..n {
         let key = &keys.slice()[j * keys.stride..j * keys.stride + hd];
         for l in 0..QUERY_TILE {
-            let mut sum = 0.0f64;
+            let mut sum = 0.0f32;
             for (d, k) in key.iter().enumerate() {
-                sum += (q[d * QUERY_TILE + l] * k.to_f32()) as f64;
+                sum = q[d * QUERY_TILE + l].mul_add(k.to_f32(), sum);
             }
-            assert_eq!(
-                out[j * QUERY_TILE + l].to_bits(),
-                (sum as f32 * 0.7).to_bits()
-            );
+            assert_eq!(out[j * QUERY_TILE + l].to_bits(), (sum * 0.7).to_bits());
         }
     }
 
@@ -289,7 +286,7 @@ fn scalar_accumulators_follow_the_definitions() {
     let mut want = vec![0.25f32; hd];
     for (j, &wj) in w.iter().enumerate() {
         for (a, v) in want.iter_mut().zip(row(j)) {
-            *a += v.to_f32() * wj;
+            *a = v.to_f32().mul_add(wj, *a);
         }
     }
     assert!(same_bits(&acc, &want));
@@ -341,4 +338,59 @@ fn bad_shapes_are_errors() {
     let err =
         s.attention_accumulate_quantized(GgmlType::Q8_0, &mut acc, &[0; 100], 34, &[1.0], &[1.0]);
     assert!(err.is_err(), "48 values are not whole blocks");
+}
+
+/// The tiled path's exponential: within 2 ulp of libm's `expf` over the range softmax
+/// weights take (`x <= 0`), exact at 0, 0 for `-inf` and far below, and the f64 tile sum
+/// adding its groups of 16 in `_mm512_reduce_add_ps`'s order (not left to right). Bit
+/// equality with llama.cpp itself is checked by `quant_fixtures`.
+#[test]
+fn softmax_exp_and_sum_follow_ggml() {
+    use tern_kernels::attention::{softmax_exp, softmax_sum};
+    assert_eq!(softmax_exp(0.0), 1.0);
+    assert_eq!(softmax_exp(f32::NEG_INFINITY), 0.0);
+    assert_eq!(softmax_exp(-200.0), 0.0);
+    let mut rng = XorShift::new(31);
+    for _ in 0..10_000 {
+        let x = -rng.unit().abs() * 80.0;
+        let (got, want) = (softmax_exp(x), x.exp());
+        let ulps = (got.to_bits() as i64 - want.to_bits() as i64).abs();
+        assert!(ulps <= 2, "exp({x}): {got} vs libm {want}");
+    }
+    // 1 + 2^-24 + ... : left to right, each tiny term is lost against 1; in ggml's tree
+    // order the first eight tiny terms meet each other first.
+    let mut w = [0.0f32; 64];
+    w[0] = 1.0;
+    for v in &mut w[8..16] {
+        *v = f32::EPSILON / 4.0;
+    }
+    let left_to_right = w[..16].iter().fold(0.0f32, |a, &b| a + b) as f64;
+    assert_eq!(left_to_right, 1.0);
+    assert_eq!(softmax_sum(&w), (1.0 + f32::EPSILON) as f64);
+
+    // The kernel of every path: the weights and the sum of the functions above, bit for
+    // bit, masked keys (-inf) included.
+    for _ in 0..200 {
+        let mut scores = [0.0f32; 64];
+        for s in &mut scores {
+            *s = if rng.unit() > 0.6 {
+                f32::NEG_INFINITY
+            } else {
+                rng.unit() * 40.0
+            };
+        }
+        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) + rng.unit().abs();
+        let want: [f32; 64] = std::array::from_fn(|i| softmax_exp(scores[i] - max));
+        for k in Kernels::available() {
+            let mut got = [f32::NAN; 64];
+            let sum = k.attention_softmax_tile(&scores, max, &mut got);
+            assert!(same_bits(&got, &want), "{:?}", k.path());
+            assert_eq!(
+                sum.to_bits(),
+                softmax_sum(&want).to_bits(),
+                "{:?}",
+                k.path()
+            );
+        }
+    }
 }

@@ -246,16 +246,63 @@ fn q4_k_batches_take_the_repacked_orders() {
     }
 }
 
+/// llama.cpp's x86 backend multiplies Q6_K matrices token by token
+/// (`ggml_vec_dot_q6_K_q8_K`, `vec_dot`) below 8 tokens and through its tiled K-quant
+/// matmul (`vec_dot_tiled`: one integer per super-block, `fma(f32(s) · d_w, d_a, acc)`)
+/// from 8 tokens on, for every token. Every path's matmul must follow that switch bit
+/// for bit, on any data (both orders are exact integers followed by the same f32
+/// steps), single-threaded or split over threads.
+#[test]
+fn q6_k_batches_take_the_tiled_order_from_8_tokens() {
+    use tern_kernels::blocks::as_blocks;
+    use tern_kernels::quant::{TILED_MIN_TOKENS, q6_k};
+    assert_eq!(TILED_MIN_TOKENS, 8);
+    let pool = ThreadPool::new(3);
+    for k in Kernels::available() {
+        for tokens in [1, 3, 7, 8, 9, 16, 17] {
+            let p = problem(GgmlType::Q6_K, 21, 3, tokens, 60 + tokens as u64, false);
+            let w = WeightMatrix::try_new(GgmlType::Q6_K, p.rows, p.cols, &p.weights).unwrap();
+            let acts = activations(&p);
+            let mut got = vec![0.0f32; p.rows * tokens];
+            k.matmul(&w, &acts, &mut got);
+            let mut split = vec![0.0f32; p.rows * tokens];
+            k.matmul_with_pool(&pool, &w, &acts, &mut split);
+            let mut differ = 0;
+            for t in 0..tokens {
+                for r in 0..p.rows {
+                    let (wr, ar) = (as_blocks(w.row(r)), as_blocks(acts.row(t)));
+                    let (tiled, single) = (q6_k::vec_dot_tiled(wr, ar), q6_k::vec_dot(wr, ar));
+                    differ += usize::from(tiled.to_bits() != single.to_bits());
+                    let want = if tokens >= 8 { tiled } else { single };
+                    for (how, got) in [
+                        ("one thread", got[t * p.rows + r]),
+                        ("3 threads", split[t * p.rows + r]),
+                    ] {
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{:?} {how}: {tokens} tokens, token {t} row {r}",
+                            k.path()
+                        );
+                    }
+                }
+            }
+            // The two orders must really differ on this data, or the test shows nothing.
+            assert!(differ > 0, "{tokens} tokens: the orders agree everywhere");
+        }
+    }
+}
+
 /// A batch gives every token exactly what that token alone gives (the batched kernels
 /// sum in the single-token order), on every path, on odd shapes: for every type but
-/// Q4_K (whose split is above) and Q2_K, Q3_K and Q5_K, whose batched kernels still sum
-/// per 16 or 32 values (no model of the goldens has them).
+/// Q4_K and Q6_K (whose splits are above) and Q2_K, Q3_K and Q5_K, whose batched kernels
+/// still sum per 16 or 32 values (no model of the goldens has them).
 #[test]
 fn batched_tokens_equal_tokens_alone() {
     for k in Kernels::available() {
         for ty in WEIGHT_TYPES {
             use GgmlType::*;
-            if matches!(ty, Q4_K | Q2_K | Q3_K | Q5_K) {
+            if matches!(ty, Q4_K | Q6_K | Q2_K | Q3_K | Q5_K) {
                 continue;
             }
             let units = if ty.block_size() == 1 { 37 } else { 3 };

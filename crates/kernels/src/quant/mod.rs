@@ -16,10 +16,14 @@
 //! versions of these dot products (8 to 16 f32 lanes, fused multiply-adds), and for
 //! whole matmuls it may use llamafile's tinyBLAS (`ggml-cpu/llamafile/sgemm.cpp`: F32,
 //! F16, BF16, Q8_0, Q4_0, Q5_0) or repacked, row-interleaved weights
-//! (`ggml-cpu/repack.cpp`: Q4_0, Q8_0, Q2_K, Q4_K, Q5_K, Q6_K, depending on the CPU).
-//! All of them add the same exact per-block integer products; only the order and
-//! rounding of the f32 sums differ, which moves results in the last bits (the fixture
-//! tests measure it against llama.cpp's own `vec_dot`).
+//! (`ggml-cpu/repack.cpp`: Q4_0, Q8_0, Q2_K, Q4_K, Q5_K, Q6_K, depending on the CPU),
+//! and on x86 the K-quants it does not repack go through its tiled matmul from 8 tokens
+//! on (`ggml-cpu/tiled/`). All of them add the same exact per-block integer products;
+//! only the order and rounding of the f32 sums differ, which moves results in the last
+//! bits (the fixture tests measure it against llama.cpp's own `vec_dot` and, for whole
+//! matmuls, its own `ggml_mul_mat`). tern follows the goldens' build where a model
+//! needs it: `BatchOrder` (Q4_K's repacked orders, Q6_K's tiled one); Q2_K, Q3_K and
+//! Q5_K batches still sum in their single-token order.
 
 pub mod float;
 pub(crate) mod order;
@@ -122,14 +126,51 @@ pub(crate) struct RowKernels {
     /// faster than one `dot` per row; otherwise the matmul calls `dot` row by row.
     pub matvec: Option<MatVecFn>,
     /// The batched (several tokens) matmul of this path, when it has one for the type.
-    /// It computes every token in the order of `grouped_dot` when that is set, else in
-    /// the order of `dot`.
+    /// It computes the tokens [`BatchOrder::tokens`] selects in the order of
+    /// `batch_order.dot` when that is set, else every token in the order of `dot`.
     pub gemm: Option<crate::matmul::GemmFn>,
-    /// For Q4_K, the per-token dot product in the order llama.cpp's x86 backend uses for
-    /// the tokens of a batch in whole groups of 4 (its repacked `gemm`, which sums per 64
-    /// values where the matrix-vector kernel sums per 256); those tokens take this
-    /// order, the last `n % 4` that of `dot`. `None`: every token takes `dot`'s order.
-    pub grouped_dot: Option<DotFn>,
+    /// For the types whose matmul llama.cpp's x86 backend computes in another order when
+    /// it has several tokens (Q4_K, Q6_K): that order, and which tokens take it; the
+    /// others take `dot`'s. `None`: every token takes `dot`'s order.
+    pub batch_order: Option<BatchOrder>,
+}
+
+/// A per-token dot product in the order llama.cpp's x86 backend uses inside a matmul
+/// of several tokens, and which tokens of a matmul get it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchOrder {
+    /// The dot product in that order.
+    pub dot: DotFn,
+    /// Which tokens take it.
+    pub split: BatchSplit,
+}
+
+/// Which tokens of a matmul take a [`BatchOrder`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BatchSplit {
+    /// The tokens in whole groups of 4; the last `n % 4` take `dot`'s order (Q4_K:
+    /// llama.cpp's repacked `ggml_gemm_q4_K_8x8_q8_K` for the groups of 4, its
+    /// `ggml_gemv_q4_K_8x8_q8_K` for the rest; ggml-cpu/repack.cpp).
+    GroupsOf4,
+    /// Every token when the matmul has at least [`TILED_MIN_TOKENS`], none otherwise
+    /// (Q6_K: llama.cpp's tiled K-quant matmul, ggml-cpu/tiled/tiled.cpp).
+    Tiled,
+}
+
+/// From this many tokens on, llama.cpp's x86 backend multiplies the K-quant types it
+/// does not repack through its tiled matmul (`ggml_tiled_min_batch` in
+/// ggml-cpu/tiled/tiled.cpp: `rows >= 8`, `rows` being the matmul's `src1->ne[1]`).
+pub const TILED_MIN_TOKENS: usize = 8;
+
+impl BatchSplit {
+    /// How many of the first tokens of a matmul of `n_tokens` take the batch order.
+    pub(crate) fn tokens(self, n_tokens: usize) -> usize {
+        match self {
+            BatchSplit::GroupsOf4 => n_tokens - n_tokens % 4,
+            BatchSplit::Tiled if n_tokens >= TILED_MIN_TOKENS => n_tokens,
+            BatchSplit::Tiled => 0,
+        }
+    }
 }
 
 /// The kernels for weights of type `ty` on the path chosen for this process
@@ -201,8 +242,15 @@ pub(crate) fn scalar_row_kernels(ty: GgmlType) -> Option<RowKernels> {
         activation,
         matvec: None,
         gemm: None,
-        grouped_dot: match ty {
-            T::Q4_K => Some(|w, a| q4_k::vec_dot_batched(as_blocks(w), as_blocks(a))),
+        batch_order: match ty {
+            T::Q4_K => Some(BatchOrder {
+                dot: |w, a| q4_k::vec_dot_batched(as_blocks(w), as_blocks(a)),
+                split: BatchSplit::GroupsOf4,
+            }),
+            T::Q6_K => Some(BatchOrder {
+                dot: |w, a| q6_k::vec_dot_tiled(as_blocks(w), as_blocks(a)),
+                split: BatchSplit::Tiled,
+            }),
             _ => None,
         },
     })

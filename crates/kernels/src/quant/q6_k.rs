@@ -3,6 +3,12 @@
 //! and some FFN matrices of "Q4_K_M" files. Dequantize and dot product only. Follows
 //! ggml's `dequantize_row_q6_K` (ggml/src/ggml-quants.c) and
 //! `ggml_vec_dot_q6_K_q8_K_generic` (ggml/src/ggml-cpu/quants.c).
+//!
+//! llama.cpp's x86 backend has two orders for a Q6_K matmul, by the number of tokens
+//! (activation rows) it multiplies: fewer than 8 go through `ggml_vec_dot_q6_K_q8_K`
+//! token by token ([`vec_dot`]); 8 or more through its tiled K-quant matmul
+//! (ggml-cpu/tiled/, [`vec_dot_tiled`]), which sums each super-block to one integer
+//! first. Both give the same exact integers; only the f32 steps differ.
 
 use super::order;
 use crate::blocks::{BlockQ6K, BlockQ8K, QK_K};
@@ -77,4 +83,32 @@ pub fn vec_dot(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
         }
     }
     order::hsum8(&acc)
+}
+
+/// Dot product with a Q8_K activation row in the order of llama.cpp's tiled K-quant
+/// matmul, which its x86 backend runs for every Q6_K matmul of 8 or more tokens
+/// (`ggml_compute_forward_mul_mat_tiled`, ggml-cpu/tiled/tiled.cpp; its AVX-512 VNNI
+/// microkernel `tiled_run_micro_vnni_8x16` in tiled-kernel.cpp, as the goldens' build
+/// compiles it). Per super-block, one exact integer
+/// `s = Σ_g sc_g · (Σ q·a − 32 · bsum_g)` over the 16 groups (`q` unsigned, 0..64),
+/// then `r = f32(s) · d_w` (one rounded product) and `acc = fma(r, d_a, acc)`, in block
+/// order from `acc = 0`. Bounds: `|s| ≤ 256 · 128 · 32 · 127 < 2^31`.
+pub fn vec_dot_tiled(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "q6_K vec_dot_tiled: block count mismatch");
+    let mut acc = 0.0f32;
+    for (x, y) in w.iter().zip(a) {
+        let q = unpack(x);
+        let mut s = 0i32;
+        for (g, (q, a)) in q.chunks_exact(16).zip(y.qs.chunks_exact(16)).enumerate() {
+            let raw: i32 = q
+                .iter()
+                .zip(a)
+                .map(|(&q, &a)| (q as i32 + 32) * a as i32)
+                .sum();
+            s += x.scales[g] as i32 * (raw - 32 * y.bsum(g) as i32);
+        }
+        let r = s as f32 * x.d.to_f32();
+        acc = r.mul_add(y.d(), acc);
+    }
+    acc
 }

@@ -3,11 +3,12 @@
 //! output value, independent values side by side.
 //!
 //! - Scores of a query tile: the [`QUERY_TILE`] queries are the lanes of two f32
-//!   registers; each product is widened to f64 (`fcvtl`/`fcvtl2`, four f64x2 sums per
-//!   key) and added in order of `d`. Four keys at a time.
-//! - Accumulators: 8 values per step side by side, keys in order; the F32 one
-//!   multiplies then adds, the F16 one rounds to F16 after each step (`fcvtn`, ties to
-//!   even) as `vec_mad_f16` / `vec_scale_f16` do, with the same fused multiply-add.
+//!   registers; each lane takes one fused multiply-add (`fmla`) per `d`, in order.
+//!   Four keys at a time.
+//! - Accumulators: 8 values per step side by side, keys in order; the F32 one takes
+//!   one fused multiply-add per key, the F16 one rounds to F16 after each step (`fcvtn`,
+//!   ties to even) as `vec_mad_f16` / `vec_scale_f16` do, with the same fused
+//!   multiply-add.
 //! - Decode scores: [`super::float::dot_f16_ggml`] per key.
 
 use std::arch::aarch64::*;
@@ -40,35 +41,29 @@ unsafe fn round16(x: [float32x4_t; 2]) -> [float32x4_t; 2] {
     }
 }
 
-/// Eight f64 sums, one per query of the tile.
-type Acc = [float64x2_t; 4];
+/// Eight f32 sums, one per query of the tile.
+type Acc = [float32x4_t; 2];
 
-/// `acc[l] += f64(q[l] * k)` for the 8 lanes.
+/// `acc[l] = fma(q[l], k, acc[l])` for the 8 lanes.
 #[inline(always)]
 unsafe fn add_products(acc: &mut Acc, q: [float32x4_t; 2], k: float32x4_t) {
     // SAFETY: register operations only.
     unsafe {
-        let p0 = vmulq_f32(q[0], k);
-        let p1 = vmulq_f32(q[1], k);
-        acc[0] = vaddq_f64(acc[0], vcvt_f64_f32(vget_low_f32(p0)));
-        acc[1] = vaddq_f64(acc[1], vcvt_high_f64_f32(p0));
-        acc[2] = vaddq_f64(acc[2], vcvt_f64_f32(vget_low_f32(p1)));
-        acc[3] = vaddq_f64(acc[3], vcvt_high_f64_f32(p1));
+        acc[0] = vfmaq_f32(acc[0], q[0], k);
+        acc[1] = vfmaq_f32(acc[1], q[1], k);
     }
 }
 
-/// Stores `f32(acc) * scale` for the 8 lanes at `out`.
+/// Stores `acc * scale` for the 8 lanes at `out`.
 ///
 /// # Safety
 /// 8 values writable at `out`.
 #[inline(always)]
 unsafe fn store_scores(acc: &Acc, scale: f32, out: *mut f32) {
-    // SAFETY: forwarded contract; `fcvtn` rounds to nearest even (the FPCR default).
+    // SAFETY: forwarded contract.
     unsafe {
-        let low = vcvt_high_f32_f64(vcvt_f32_f64(acc[0]), acc[1]);
-        let high = vcvt_high_f32_f64(vcvt_f32_f64(acc[2]), acc[3]);
-        vst1q_f32(out, vmulq_n_f32(low, scale));
-        vst1q_f32(out.add(4), vmulq_n_f32(high, scale));
+        vst1q_f32(out, vmulq_n_f32(acc[0], scale));
+        vst1q_f32(out.add(4), vmulq_n_f32(acc[1], scale));
     }
 }
 
@@ -100,10 +95,10 @@ pub(crate) unsafe fn scores_f32(
                 vld1q_f32(q.add(d * QUERY_TILE + 4)),
             ]
         };
-        let zero = vdupq_n_f64(0.0);
+        let zero = vdupq_n_f32(0.0);
         let mut j = 0;
         while j + KEYS <= n_keys {
-            let mut acc = [[zero; 4]; KEYS];
+            let mut acc = [[zero; 2]; KEYS];
             let mut d = 0;
             while d < whole {
                 let mut widened = [[vdupq_n_f32(0.0); 2]; KEYS];
@@ -138,7 +133,7 @@ pub(crate) unsafe fn scores_f32(
             j += KEYS;
         }
         while j < n_keys {
-            let mut acc = [zero; 4];
+            let mut acc = [zero; 2];
             for d in 0..head_dim {
                 let kv = vdupq_n_f32((*k.add(j * key_stride + d)).to_f32());
                 add_products(&mut acc, query(d), kv);
@@ -173,8 +168,8 @@ pub(crate) unsafe fn accumulate_f32(acc: &mut [f32], values: &[f16], stride: usi
                 let row = v.add(j * stride + d);
                 for (r, a) in a[..regs].iter_mut().enumerate() {
                     let x = ld16(row.add(8 * r));
-                    a[0] = vaddq_f32(a[0], vmulq_n_f32(x[0], wj));
-                    a[1] = vaddq_f32(a[1], vmulq_n_f32(x[1], wj));
+                    a[0] = vfmaq_n_f32(a[0], x[0], wj);
+                    a[1] = vfmaq_n_f32(a[1], x[1], wj);
                 }
             }
             for (r, a) in a[..regs].iter().enumerate() {
@@ -185,7 +180,7 @@ pub(crate) unsafe fn accumulate_f32(acc: &mut [f32], values: &[f16], stride: usi
         }
         for (i, a) in acc.iter_mut().enumerate().skip(d) {
             for (j, &wj) in w.iter().enumerate() {
-                *a += (*v.add(j * stride + i)).to_f32() * wj;
+                *a = (*v.add(j * stride + i)).to_f32().mul_add(wj, *a);
             }
         }
     }

@@ -268,21 +268,27 @@ pub(crate) unsafe fn rows_q5_k<D: I8Dot, const R: usize>(
 /// high nibbles: values 64..128) and 32 `qh` bytes (2 bits per value, shifted by 0, 2,
 /// 4, 6 for the four 32-value quarters); the quants are dotted unsigned (0..64).
 ///
+/// `TILED`: the order of `quant::q6_k::vec_dot_tiled` instead (llama.cpp's tiled
+/// matmul, for matmuls of 8 or more tokens): per super-block the exact integer total of
+/// the 8 lanes, `r = f32(total) · d_w`, then one fused multiply-add of `r` and `d_a`
+/// into a scalar.
+///
 /// Integer bounds: a lane sums 32 products of at most 63 · 128 · 128 (< 2^25) and an
-/// offset below 2^22.
+/// offset below 2^22; a super-block's total is below 2^31 (`quant::q6_k::vec_dot_tiled`).
 ///
 /// # Panics
 /// If a row's block count differs from the activation row's.
 #[inline(always)]
 // Several per-row arrays are indexed by the same row number.
 #[allow(clippy::needless_range_loop)]
-pub(crate) unsafe fn rows_q6_k<D: I8Dot, const R: usize>(
+pub(crate) unsafe fn rows_q6_k<D: I8Dot, const R: usize, const TILED: bool>(
     w: [&[BlockQ6K]; R],
     a: &[BlockQ8K],
 ) -> [f32; R] {
     check_rows(&w, a.len());
     // SAFETY: register operations.
     let mut acc = unsafe { [[vdupq_n_f32(0.0); 2]; R] };
+    let mut total = [0.0f32; R];
     for (i, y) in a.iter().enumerate() {
         // SAFETY: block `i` exists in every row (checked); `ql` is 128 bytes, `qh` 64,
         // `scales` 16 and the activation quants 256, all read within their fields;
@@ -347,13 +353,25 @@ pub(crate) unsafe fn rows_q6_k<D: I8Dot, const R: usize>(
                 }
             }
             for r in 0..R {
+                let lane = [
+                    vsubq_s32(lanes[r][0], vshlq_n_s32(offset[r][0], 5)),
+                    vsubq_s32(lanes[r][1], vshlq_n_s32(offset[r][1], 5)),
+                ];
+                if TILED {
+                    let s = vaddvq_s32(vaddq_s32(lane[0], lane[1]));
+                    let x = s as f32 * f16_to_f32(w[r][i].d.0);
+                    total[r] = x.mul_add(y.d(), total[r]);
+                    continue;
+                }
                 let d = y.d() * f16_to_f32(w[r][i].d.0);
                 for k in 0..2 {
-                    let lane = vsubq_s32(lanes[r][k], vshlq_n_s32(offset[r][k], 5));
-                    acc[r][k] = vfmaq_n_f32(acc[r][k], vcvtq_f32_s32(lane), d);
+                    acc[r][k] = vfmaq_n_f32(acc[r][k], vcvtq_f32_s32(lane[k]), d);
                 }
             }
         }
+    }
+    if TILED {
+        return total;
     }
     // SAFETY: register operations: ggml's `hsum_float_8` of the two accumulators.
     std::array::from_fn(|r| unsafe {
@@ -396,7 +414,7 @@ impl RowsK for Q6K {
     #[inline(always)]
     unsafe fn rows<D: I8Dot, const R: usize>(w: [&[BlockQ6K]; R], a: &[BlockQ8K]) -> [f32; R] {
         // SAFETY: forwarded contract.
-        unsafe { rows_q6_k::<D, R>(w, a) }
+        unsafe { rows_q6_k::<D, R, false>(w, a) }
     }
 }
 

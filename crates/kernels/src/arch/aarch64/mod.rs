@@ -104,6 +104,8 @@ macro_rules! path_kernels {
             dot32::matvec::<Q8_0, $dot>(w, rb, a, out));
         entry!($features; fn dot_q4_k_batched(w: &[u8], a: &[u8]) -> f32 =>
             dotk::rows_q4_k::<$dot, 1, true>([as_blocks(w)], as_blocks(a))[0]);
+        entry!($features; fn dot_q6_k_tiled(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::rows_q6_k::<$dot, 1, true>([as_blocks(w)], as_blocks(a))[0]);
         entry!($features; fn matvec_q4_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dotk::matvec::<Q4K, $dot>(w, rb, a, out));
         entry!($features; fn matvec_q5_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
@@ -130,8 +132,14 @@ macro_rules! path_kernels {
             };
             k.dot = dot;
             k.matvec = matvec;
-            if ty == GgmlType::Q4_K {
-                k.grouped_dot = Some(dot_q4_k_batched);
+            let batch_dot: Option<DotFn> = match ty {
+                GgmlType::Q4_K => Some(dot_q4_k_batched),
+                GgmlType::Q6_K => Some(dot_q6_k_tiled),
+                _ => None,
+            };
+            // The split (which tokens) is the scalar table's; only the kernel changes.
+            if let (Some(order), Some(dot)) = (k.batch_order.as_mut(), batch_dot) {
+                order.dot = dot;
             }
             Some(k)
         }
@@ -201,6 +209,8 @@ static ATTENTION: crate::attention::AttentionTable = crate::attention::Attention
     accumulate_f16: common::attention_accumulate_f16,
     accumulate_q8_0: common::attention_accumulate_q8_0,
     accumulate_q4_0: common::attention_accumulate_q4_0,
+    // Plain code: fused multiply-adds are in the aarch64 baseline.
+    softmax_tile: crate::attention::softmax_tile_generic,
 };
 
 /// The elementwise ops of both paths. GELU goes through ggml's f16 table, which is

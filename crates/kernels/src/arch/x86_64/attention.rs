@@ -2,13 +2,12 @@
 //! AVX-512 paths), each exact against the scalar reference there.
 //!
 //! - Scores of a query tile: the [`QUERY_TILE`] queries of the tile are the 8 lanes;
-//!   each lane's product `q_l[d] · k_j[d]` (one f32 multiply) is widened and added to
-//!   an f64 accumulator in order of `d`, as the reference does lane by lane. AVX2 holds
-//!   the 8 f64 sums in two registers, AVX-512 in one ([`Widen`]). Four keys are worked
-//!   on at once so the additions of different keys overlap.
+//!   each lane takes `s = fma(q_l[d], k_j[d], s)` in order of `d`, as the reference does
+//!   lane by lane. Four keys are worked on at once so the chains of different keys
+//!   overlap.
 //! - Accumulators: each value `d` is independent, so 8 of them go side by side while
-//!   the loop over keys stays in order; the F32 one multiplies then adds (no FMA, as
-//!   the reference), the F16 one rounds to F16 after each step with F16C (as
+//!   the loop over keys stays in order; the F32 one takes one fused multiply-add per
+//!   key (as the reference), the F16 one rounds to F16 after each step with F16C (as
 //!   `vec_mad_f16` / `vec_scale_f16` do).
 //! - Decode scores: [`super::ops::vec_dot_f16_ggml`] per key.
 
@@ -18,64 +17,6 @@ use half::f16;
 
 use super::simd::load16;
 use crate::attention::{QUERY_TILE, check_accumulate, check_scores_f32};
-
-/// Widening of 8 f32 products to f64 and their addition to 8 f64 sums.
-pub(crate) trait Widen {
-    type Acc: Copy;
-    unsafe fn zero() -> Self::Acc;
-    /// `acc[l] += f64(p[l])`.
-    unsafe fn add(acc: Self::Acc, p: __m256) -> Self::Acc;
-    /// The sums rounded to f32 (round to nearest even).
-    unsafe fn narrow(acc: Self::Acc) -> __m256;
-}
-
-/// Two 4-lane f64 registers.
-pub(crate) struct WidenAvx2;
-/// One 8-lane f64 register.
-pub(crate) struct WidenAvx512;
-
-impl Widen for WidenAvx2 {
-    type Acc = [__m256d; 2];
-    #[inline(always)]
-    unsafe fn zero() -> Self::Acc {
-        // SAFETY: AVX per module contract.
-        unsafe { [_mm256_setzero_pd(); 2] }
-    }
-    #[inline(always)]
-    unsafe fn add(acc: Self::Acc, p: __m256) -> Self::Acc {
-        // SAFETY: AVX per module contract.
-        unsafe {
-            [
-                _mm256_add_pd(acc[0], _mm256_cvtps_pd(_mm256_castps256_ps128(p))),
-                _mm256_add_pd(acc[1], _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1))),
-            ]
-        }
-    }
-    #[inline(always)]
-    unsafe fn narrow(acc: Self::Acc) -> __m256 {
-        // SAFETY: AVX per module contract.
-        unsafe { _mm256_set_m128(_mm256_cvtpd_ps(acc[1]), _mm256_cvtpd_ps(acc[0])) }
-    }
-}
-
-impl Widen for WidenAvx512 {
-    type Acc = __m512d;
-    #[inline(always)]
-    unsafe fn zero() -> Self::Acc {
-        // SAFETY: AVX-512F per module contract.
-        unsafe { _mm512_setzero_pd() }
-    }
-    #[inline(always)]
-    unsafe fn add(acc: Self::Acc, p: __m256) -> Self::Acc {
-        // SAFETY: AVX-512F per module contract.
-        unsafe { _mm512_add_pd(acc, _mm512_cvtps_pd(p)) }
-    }
-    #[inline(always)]
-    unsafe fn narrow(acc: Self::Acc) -> __m256 {
-        // SAFETY: AVX-512F per module contract.
-        unsafe { _mm512_cvtpd_ps(acc) }
-    }
-}
 
 /// 8 f16 values at `p` widened.
 ///
@@ -99,7 +40,7 @@ const KEYS: usize = 4;
 
 /// See [`crate::Kernels::attention_scores_f32`]; lengths checked above.
 #[inline(always)]
-pub(crate) unsafe fn scores_f32<W: Widen>(
+pub(crate) unsafe fn scores_f32(
     queries_t: &[f32],
     keys: &[f16],
     key_stride: usize,
@@ -122,7 +63,7 @@ pub(crate) unsafe fn scores_f32<W: Widen>(
         let mut widened = [0.0f32; 8 * KEYS];
         let mut j = 0;
         while j + KEYS <= n_keys {
-            let mut acc = [W::zero(); KEYS];
+            let mut acc = [_mm256_setzero_ps(); KEYS];
             let mut d = 0;
             while d < whole {
                 for u in 0..KEYS {
@@ -133,7 +74,7 @@ pub(crate) unsafe fn scores_f32<W: Widen>(
                     let qv = _mm256_loadu_ps(q.add((d + dd) * QUERY_TILE));
                     for (u, acc) in acc.iter_mut().enumerate() {
                         let kv = _mm256_broadcast_ss(&widened[8 * u + dd]);
-                        *acc = W::add(*acc, _mm256_mul_ps(qv, kv));
+                        *acc = _mm256_fmadd_ps(qv, kv, *acc);
                     }
                 }
                 d += 8;
@@ -142,23 +83,23 @@ pub(crate) unsafe fn scores_f32<W: Widen>(
                 let qv = _mm256_loadu_ps(q.add(d * QUERY_TILE));
                 for (u, acc) in acc.iter_mut().enumerate() {
                     let kv = _mm256_set1_ps((*k.add((j + u) * key_stride + d)).to_f32());
-                    *acc = W::add(*acc, _mm256_mul_ps(qv, kv));
+                    *acc = _mm256_fmadd_ps(qv, kv, *acc);
                 }
             }
             for (u, acc) in acc.iter().enumerate() {
-                let s = _mm256_mul_ps(W::narrow(*acc), scale);
+                let s = _mm256_mul_ps(*acc, scale);
                 _mm256_storeu_ps(out.as_mut_ptr().add((j + u) * QUERY_TILE), s);
             }
             j += KEYS;
         }
         while j < n_keys {
-            let mut acc = W::zero();
+            let mut acc = _mm256_setzero_ps();
             for d in 0..head_dim {
                 let qv = _mm256_loadu_ps(q.add(d * QUERY_TILE));
                 let kv = _mm256_set1_ps((*k.add(j * key_stride + d)).to_f32());
-                acc = W::add(acc, _mm256_mul_ps(qv, kv));
+                acc = _mm256_fmadd_ps(qv, kv, acc);
             }
-            let s = _mm256_mul_ps(W::narrow(acc), scale);
+            let s = _mm256_mul_ps(acc, scale);
             _mm256_storeu_ps(out.as_mut_ptr().add(j * QUERY_TILE), s);
             j += 1;
         }
@@ -188,7 +129,7 @@ pub(crate) unsafe fn accumulate_f32(acc: &mut [f32], values: &[f16], stride: usi
                 let wv = _mm256_set1_ps(wj);
                 let row = v.add(j * stride + d);
                 for (r, a) in a[..regs].iter_mut().enumerate() {
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(ld16(row.add(8 * r)), wv));
+                    *a = _mm256_fmadd_ps(ld16(row.add(8 * r)), wv, *a);
                 }
             }
             for (r, a) in a[..regs].iter().enumerate() {
@@ -198,7 +139,7 @@ pub(crate) unsafe fn accumulate_f32(acc: &mut [f32], values: &[f16], stride: usi
         }
         for (i, a) in acc.iter_mut().enumerate().skip(d) {
             for (j, &wj) in w.iter().enumerate() {
-                *a += (*v.add(j * stride + i)).to_f32() * wj;
+                *a = (*v.add(j * stride + i)).to_f32().mul_add(wj, *a);
             }
         }
     }

@@ -294,6 +294,42 @@ impl KFormat for Q2K {
     }
 }
 
+/// One super-block of a K-quant row against its Q8_K block: the weight's `d` and
+/// `dmin`, the 8 exact i32 lane sums (offsets subtracted), and the lanes of
+/// `m_g · bsum_g` pairs for the formats with minimums (zero without).
+#[inline(always)]
+unsafe fn block_lanes<F: KFormat, D: I8Dot>(
+    x: &F::W,
+    y: &BlockQ8K,
+) -> (f32, f32, __m256i, __m256i) {
+    // SAFETY: AVX2/FMA/F16C per module contract; every load is inside a block field.
+    unsafe {
+        let (d, dmin, scales, mins, prep) = F::prepare(x);
+        let halves = [
+            _mm256_permute2x128_si256(scales, scales, 0x00),
+            _mm256_permute2x128_si256(scales, scales, 0x11),
+        ];
+        let bsums = load32(y.bsums.as_ptr().cast());
+        let mut sumi = _mm256_setzero_si256();
+        for c in 0..QK_K / 32 {
+            let q = F::chunk(x, &prep, c);
+            let p16 = _mm256_maddubs_epi16(q, load32(y.qs.as_ptr().add(32 * c).cast()));
+            let sc = _mm256_shuffle_epi8(halves[c / 4], load32(SCALE_SHUFFLE[c % 4].as_ptr()));
+            sumi = D::madd(sumi, p16, sc);
+        }
+        if let Some(shift) = F::OFFSET_SHIFT {
+            let offset = _mm256_madd_epi16(scales, bsums);
+            sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(offset, _mm_cvtsi32_si128(shift)));
+        }
+        let m = if F::MIN {
+            _mm256_madd_epi16(mins, bsums)
+        } else {
+            _mm256_setzero_si256()
+        };
+        (d, dmin, sumi, m)
+    }
+}
+
 /// The dot product of one K-quant row with one Q8_K row.
 #[inline(always)]
 pub(crate) unsafe fn dot_row<F: KFormat, D: I8Dot>(w: &[F::W], a: &[BlockQ8K]) -> f32 {
@@ -304,34 +340,16 @@ pub(crate) unsafe fn dot_row<F: KFormat, D: I8Dot>(w: &[F::W], a: &[BlockQ8K]) -
         let mut acc_min = _mm256_setzero_ps();
         let (mut total, mut total_min) = (0.0f32, 0.0f32);
         for (x, y) in w.iter().zip(a) {
-            let (d, dmin, scales, mins, prep) = F::prepare(x);
-            let halves = [
-                _mm256_permute2x128_si256(scales, scales, 0x00),
-                _mm256_permute2x128_si256(scales, scales, 0x11),
-            ];
-            let bsums = load32(y.bsums.as_ptr().cast());
-            let mut sumi = _mm256_setzero_si256();
-            for c in 0..QK_K / 32 {
-                let q = F::chunk(x, &prep, c);
-                let p16 = _mm256_maddubs_epi16(q, load32(y.qs.as_ptr().add(32 * c).cast()));
-                let sc = _mm256_shuffle_epi8(halves[c / 4], load32(SCALE_SHUFFLE[c % 4].as_ptr()));
-                sumi = D::madd(sumi, p16, sc);
-            }
-            if let Some(shift) = F::OFFSET_SHIFT {
-                let offset = _mm256_madd_epi16(scales, bsums);
-                sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(offset, _mm_cvtsi32_si128(shift)));
-            }
+            let (d, dmin, sumi, m) = block_lanes::<F, D>(x, y);
             let da = y.d();
             if F::ROW_TOTAL {
                 // `quant::q4_k::vec_dot`'s order: one exact integer per super-block.
-                let m = hsum_i32_8(_mm256_madd_epi16(mins, bsums));
                 total = (hsum_i32_8(sumi) as f32).mul_add(d * da, total);
-                total_min = (m as f32).mul_add(dmin * da, total_min);
+                total_min = (hsum_i32_8(m) as f32).mul_add(dmin * da, total_min);
                 continue;
             }
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sumi), acc);
             if F::MIN {
-                let m = _mm256_madd_epi16(mins, bsums);
                 acc_min =
                     _mm256_fmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc_min);
             }
@@ -344,6 +362,30 @@ pub(crate) unsafe fn dot_row<F: KFormat, D: I8Dot>(w: &[F::W], a: &[BlockQ8K]) -
             hsum_f32_8(acc)
         }
     }
+}
+
+/// The dot product of one K-quant row without minimums (Q6_K) with one Q8_K row in
+/// the order of llama.cpp's tiled matmul (`quant::q6_k::vec_dot_tiled`): per
+/// super-block the lanes' exact integer total `s`, `r = f32(s) · d_w`, then
+/// `acc = fma(r, d_a, acc)`.
+#[inline(always)]
+pub(crate) unsafe fn dot_row_tiled<F: KFormat, D: I8Dot>(w: &[F::W], a: &[BlockQ8K]) -> f32 {
+    const {
+        assert!(
+            !F::MIN,
+            "the tiled order of formats with minimums is not modelled"
+        )
+    };
+    assert_eq!(w.len(), a.len(), "dot: block count mismatch");
+    let mut acc = 0.0f32;
+    for (x, y) in w.iter().zip(a) {
+        // SAFETY: per module contract.
+        let (d, _, sumi, _) = unsafe { block_lanes::<F, D>(x, y) };
+        // SAFETY: AVX2 per module contract.
+        let r = unsafe { hsum_i32_8(sumi) } as f32 * d;
+        acc = r.mul_add(y.d(), acc);
+    }
+    acc
 }
 
 /// `out[r] = dot(row r of w, a)` for consecutive rows of `row_bytes` bytes.

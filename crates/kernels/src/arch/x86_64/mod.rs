@@ -47,7 +47,7 @@ macro_rules! entry {
 
 /// One path's entry points and its `weights` lookup.
 macro_rules! path_kernels {
-    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $tk:literal, $t32:literal, $q8_gemm:literal, $exp:ty, $widen:ty) => {
+    ($features:literal, $dot:ty, $gemm:ty, $t:literal, $tk:literal, $t32:literal, $q8_gemm:literal, $exp:ty) => {
         use std::ops::Range;
 
         use tern_gguf::GgmlType;
@@ -95,6 +95,8 @@ macro_rules! path_kernels {
             dotk::dot_row::<Q5K, $dot>(as_blocks(w), as_blocks(a)));
         entry!($features; fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 =>
             dotk::dot_row::<Q6K, $dot>(as_blocks(w), as_blocks(a)));
+        entry!($features; fn dot_q6_k_tiled(w: &[u8], a: &[u8]) -> f32 =>
+            dotk::dot_row_tiled::<Q6K, $dot>(as_blocks(w), as_blocks(a)));
         entry!($features; fn matvec_q2_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
             dotk::matvec::<Q2K, $dot>(w, rb, a.bytes, out));
         entry!($features; fn matvec_q3_k(w: &[u8], rb: usize, a: &ActRow<'_>, out: &mut [f32]) =>
@@ -168,7 +170,7 @@ macro_rules! path_kernels {
         };
 
         entry!($features; fn attention_scores_f32(q: &[f32], k: &[half::f16], ks: usize, n: usize, scale: f32, out: &mut [f32]) =>
-            super::attention::scores_f32::<$widen>(q, k, ks, n, scale, out));
+            super::attention::scores_f32(q, k, ks, n, scale, out));
         entry!($features; fn attention_accumulate_f32(acc: &mut [f32], v: &[half::f16], vs: usize, w: &[f32]) =>
             super::attention::accumulate_f32(acc, v, vs, w));
         entry!($features; fn attention_scores_f16(q: &[half::f16], k: &[half::f16], ks: usize, n: usize, scale: f32, out: &mut [f32]) =>
@@ -180,6 +182,17 @@ macro_rules! path_kernels {
         entry!($features; fn attention_accumulate_q4_0(acc: &mut [f32], v: &[u8], vs: usize, w: &[f32], r: &[f32]) =>
             super::attention::accumulate_quantized::<super::attention::Q4Values>(acc, v, vs, w, r));
 
+        /// [`crate::attention::softmax_tile_generic`] compiled with this path's
+        /// features (its fused multiply-adds in hardware instead of library calls).
+        #[target_feature(enable = $features)]
+        fn attention_softmax_tile(
+            s: &[f32; crate::attention::SOFTMAX_TILE],
+            max: f32,
+            w: &mut [f32; crate::attention::SOFTMAX_TILE],
+        ) -> f64 {
+            crate::attention::softmax_tile_generic(s, max, w)
+        }
+
         /// This path's attention kernels.
         pub(crate) static ATTENTION: crate::attention::AttentionTable =
             crate::attention::AttentionTable {
@@ -189,6 +202,7 @@ macro_rules! path_kernels {
                 accumulate_f16: attention_accumulate_f16,
                 accumulate_q8_0: attention_accumulate_q8_0,
                 accumulate_q4_0: attention_accumulate_q4_0,
+                softmax_tile: attention_softmax_tile,
             };
 
         entry!($features; fn quantize_q8_0(x: &[f32], out: &mut [u8]) =>
@@ -225,13 +239,20 @@ macro_rules! path_kernels {
                     GgmlType::Q3_K => (dot_q3_k, matvec_q3_k, Some(gemm_q3_k)),
                     GgmlType::Q4_K => (dot_q4_k, matvec_q4_k, Some(gemm_q4_k)),
                     GgmlType::Q5_K => (dot_q5_k, matvec_q5_k, Some(gemm_q5_k)),
-                    // Exact per-token order: no batched kernel yet.
+                    // No batched kernel: every token through `dot`'s or the tiled
+                    // order (`batch_order`, below).
                     GgmlType::Q6_K => (dot_q6_k, matvec_q6_k, None),
                     _ => return Some(k),
                 };
             k.dot = dot;
             k.matvec = Some(matvec);
             k.gemm = gemm;
+            if ty == GgmlType::Q6_K {
+                k.batch_order = Some(crate::quant::BatchOrder {
+                    dot: dot_q6_k_tiled,
+                    split: crate::quant::BatchSplit::Tiled,
+                });
+            }
             Some(k)
         }
     };
@@ -247,8 +268,7 @@ pub(crate) mod avx2 {
         2,
         1,
         false,
-        super::ops::ExpAvx2,
-        super::attention::WidenAvx2
+        super::ops::ExpAvx2
     );
 
     fn bf16_dot() -> crate::quant::DotFn {
@@ -287,8 +307,7 @@ pub(crate) mod avx512 {
         4,
         2,
         false,
-        super::ops::ExpAvx512,
-        super::attention::WidenAvx512
+        super::ops::ExpAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16");
 }
@@ -303,8 +322,7 @@ pub(crate) mod avx512vnni {
         4,
         2,
         true,
-        super::ops::ExpAvx512,
-        super::attention::WidenAvx512
+        super::ops::ExpAvx512
     );
     avx512_bf16!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16");
 }
