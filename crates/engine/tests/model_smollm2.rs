@@ -24,13 +24,6 @@ const KEY: &str = "smollm2-135m-instruct-q4_1";
 const TOP10_TOLERANCE: f32 = 0.001;
 const GREEDY_PASS_RATE: f64 = 1.0;
 
-/// The three `long-*` prompts (2,300–2,900 tokens) take most of this test's time (the
-/// whole file with them: about 2 minutes on this machine); the long-prompt check is
-/// Gemma 3's (sliding window, `model_gemma3.rs`). `TERN_TEST_LONG_PROMPTS=1` adds them.
-fn wanted(id: &str) -> bool {
-    std::env::var_os("TERN_TEST_LONG_PROMPTS").is_some() || !id.starts_with("long-")
-}
-
 fn fixture() -> Fixture {
     Fixture::load(TestModel::SmolLm2_135m, KEY)
 }
@@ -38,7 +31,8 @@ fn fixture() -> Fixture {
 #[test]
 fn fidelity_against_llama_cpp() {
     let fixture = fixture();
-    let report = compare(&fixture, wanted);
+    // Every prompt, the three `long-*` ones (2,300–2,900 tokens) included.
+    let report = compare(&fixture, |_| true);
     report.print(KEY);
     assert!(report.prompts >= 40, "{} prompts", report.prompts);
     assert!(
