@@ -164,8 +164,8 @@ mod tests {
     #[test]
     fn a_cache_that_does_not_fit_is_refused_with_the_numbers() {
         let big = spec(32768);
-        // Global layer: 32768 × 256 × 2 × 2; windowed: 1023 × 256 × 2 × 2.
-        assert_eq!(big.bytes(), (32768 + 1023) * 1024);
+        // Global layer: 32768 × 256 × 2 × 2; windowed: 1024 × 256 × 2 × 2.
+        assert_eq!(big.bytes(), (32768 + 1024) * 1024);
         check_against(&global(), &big, Some(big.bytes())).unwrap();
         let err = check_against(&global(), &big, Some(20 << 20))
             .unwrap_err()
@@ -181,8 +181,8 @@ mod tests {
                 && err.contains("--kv-type q4_0 needs 9.3 MiB (fits)"),
             "{err}"
         );
-        // (20 MiB - 1023 KiB of the ring) / 1 KiB per position.
-        assert!(err.contains("--ctx-size 19457 fits"), "{err}");
+        // (20 MiB - 1024 KiB of the ring) / 1 KiB per position.
+        assert!(err.contains("--ctx-size 19456 fits"), "{err}");
         assert!(check_against(&global(), &big, None).is_ok());
     }
 }

@@ -19,8 +19,12 @@
 //! accumulated in an F32 vector with the same online softmax.
 //!
 //! The cache may hold a sliding-window layer as a ring ([`Cached::positions`] smaller than
-//! the context): position `j` is at index `j % positions`, and positions are visited in
-//! the same order as in a full cache, so the result does not depend on the layout.
+//! the context): position `j` is at row `j % positions`, as llama.cpp's sliding-window
+//! cache puts it in cell `j % size` (see [`crate::KvCache`]). Keys are visited in row
+//! order, as ggml walks cells `0..n_kv`: the online softmax (and the tiled path's tiles
+//! of [`KV_TILE`] cells) depend on that order, so once a ring has wrapped its newest
+//! positions, stored in its first rows, come first. Until then row order is position
+//! order.
 //!
 //! Speed without changing a bit: the loops over keys and over the head dimension are
 //! tern-kernels' exact SIMD kernels ([`tern_kernels::attention`]), which give the bits of
@@ -322,6 +326,37 @@ pub fn attend_batch(
     }
 }
 
+/// The position cache row `cell` holds while a ring of `ring` rows has been written up
+/// to position `last`: rows keep position `p` at `p % ring`, so row `cell` holds the
+/// latest position up to `last` congruent to it (`None` before the ring got there).
+fn position_of_cell(cell: usize, last: usize, ring: usize) -> Option<usize> {
+    let base = last - last % ring;
+    if cell <= last % ring {
+        Some(base + cell)
+    } else {
+        (base + cell).checked_sub(ring)
+    }
+}
+
+/// Positions `first..=pos` (at most `ring` of them) as runs of consecutive rows of a
+/// ring of `ring` rows, `(first position, first row, count)`, in ROW order: the order
+/// in which llama.cpp's attention walks its cache cells (`0..n_kv`, masked cells
+/// skipped). After the ring wraps, the newest positions sit in its first rows and come
+/// first (llama.cpp `llama_kv_cache::find_slot` puts position `p` of a fresh sequence in
+/// cell `p % (n_swa + n_ubatch)`, see [`crate::KvCache`]).
+fn cell_runs(first: usize, pos: usize, ring: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let base = pos - pos % ring;
+    let (newest, oldest) = if first >= base {
+        ((first, first - base, pos + 1 - first), None)
+    } else {
+        (
+            (base, 0, pos + 1 - base),
+            Some((first, first % ring, base - first)),
+        )
+    };
+    std::iter::once(newest).chain(oldest)
+}
+
 /// Positions `from..=to` as runs of consecutive rows of a ring of `ring` rows:
 /// `(first position, first row, count)`, in position order.
 fn runs(from: usize, to: usize, ring: usize) -> impl Iterator<Item = (usize, usize, usize)> {
@@ -406,30 +441,28 @@ fn attend_tile_f32(
             &mut scores[(j - lo) * QUERY_TILE..],
         );
     }
-    // Each lane's range of positions, and the range every lane of the tile sees.
-    let mut first = [0usize; QUERY_TILE];
-    let mut last = [0usize; QUERY_TILE];
-    for l in 0..lanes {
-        last[l] = tokens.pos(tile.start + l);
-        first[l] = shape.first(last[l]);
-    }
     for l in 0..lanes {
         let pos = tokens.pos(tile.start + l);
         let first = shape.first(pos);
         let acc = &mut scratch.acc_f32[..hd];
-        let score = |j: usize| scores[(j - lo) * QUERY_TILE + l];
-        let sum = tiled_softmax(kernels, first, pos, score, acc, |acc, from, weights| {
-            let mut done = 0;
-            for (j, row, count) in runs(from, from + weights.len() - 1, ring) {
-                debug_assert_eq!(j, from + done);
-                kernels.attention_accumulate_f32(
-                    acc,
-                    &values[row * kv_dim + kv_off..],
-                    kv_dim,
-                    &weights[done..done + count],
-                );
-                done += count;
-            }
+        // The rows the query's keys occupy, walked in row (cache cell) order; a row
+        // outside `first..=pos` is a masked cell.
+        let cells = if first >= pos - pos % ring {
+            first % ring..=pos % ring
+        } else {
+            0..=ring - 1
+        };
+        let score = |cell: usize| match position_of_cell(cell, pos, ring) {
+            Some(j) if j >= first => scores[(j - lo) * QUERY_TILE + l],
+            _ => f32::NEG_INFINITY,
+        };
+        let sum = tiled_softmax(kernels, cells, score, acc, |acc, from, weights| {
+            kernels.attention_accumulate_f32(
+                acc,
+                &values[from * kv_dim + kv_off..],
+                kv_dim,
+                weights,
+            );
         });
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
         let o = &mut out[l * q_dim + h * hd..l * q_dim + (h + 1) * hd];
@@ -444,22 +477,22 @@ fn attend_tile_f32(
 pub(crate) const KV_TILE: usize = SOFTMAX_TILE;
 
 /// The online softmax and weighted sum of ggml's tiled flash attention
-/// (`ggml_compute_forward_flash_attn_ext_tiled`) for one query over the keys at
-/// positions `first..=pos` (`score(j)` each): zeroes `acc`, leaves the un-normalised
-/// weighted sum of the values in it and returns the sum of the weights. The keys go in
-/// tiles of [`KV_TILE`] cache cells, taken here as positions (a fresh cache fills its
-/// cells in position order; llama.cpp's placement after a sliding-window cache wraps is
-/// not modelled). Per tile with a visible key: the tile's maximum `m`; when the running
-/// maximum grows, `acc` and the sum are multiplied by `expf(old - new)` (libm, as
-/// ggml's scalar `expf`); the weights of the tile (`Kernels::attention_softmax_tile`:
-/// `softmax_exp(s - max)`, 0 for the keys the query does not see) and their sum in
-/// ggml's order, added in f64 to the f32 sum; then `accumulate(acc, from, weights)` adds `fma(v_j, w_j, ·)` for the tile's
-/// keys `from..from + weights.len()` in order (the invisible keys' zero weights change
-/// nothing and are skipped).
+/// (`ggml_compute_forward_flash_attn_ext_tiled`) for one query over the cache cells
+/// `cells` (`score(c)` each, `-inf` for a cell the query does not see): zeroes `acc`,
+/// leaves the un-normalised weighted sum of the values in it and returns the sum of the
+/// weights. The cells go in tiles of [`KV_TILE`], aligned on multiples of it as ggml's
+/// loop over `0..n_kv` is; a tile without a visible cell is skipped. Per tile: the
+/// tile's maximum `m`; when the running maximum grows, `acc` and the sum are multiplied
+/// by `expf(old - new)` (libm, as ggml's scalar `expf`); the weights of the tile
+/// (`Kernels::attention_softmax_tile`: `softmax_exp(s - max)`, 0 for the masked cells)
+/// and their sum in ggml's order, added in f64 to the f32 sum; then
+/// `accumulate(acc, from, weights)` adds `fma(v_c, w_c, ·)` for the cells
+/// `from..from + weights.len()` in order, from the tile's first visible cell to its last
+/// (the masked cells around them have zero weights, which change nothing, and are
+/// skipped).
 pub(crate) fn tiled_softmax(
     kernels: Kernels,
-    first: usize,
-    pos: usize,
+    cells: std::ops::RangeInclusive<usize>,
     score: impl Fn(usize) -> f32,
     acc: &mut [f32],
     mut accumulate: impl FnMut(&mut [f32], usize, &[f32]),
@@ -467,14 +500,25 @@ pub(crate) fn tiled_softmax(
     acc.fill(0.0);
     let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
     let mut weights = [0.0f32; KV_TILE];
-    let mut start = first / KV_TILE * KV_TILE;
-    while start <= pos {
-        let (from, to) = (first.max(start), pos.min(start + KV_TILE - 1));
-        start += KV_TILE;
-        let tile_max = (from..=to).map(&score).fold(f32::NEG_INFINITY, f32::max);
-        if tile_max == f32::NEG_INFINITY {
+    let (first, last) = (*cells.start(), *cells.end());
+    let mut base = first / KV_TILE * KV_TILE;
+    while base <= last {
+        let mut scores = [f32::NEG_INFINITY; KV_TILE];
+        let (mut from, mut to) = (usize::MAX, 0);
+        for c in first.max(base)..=last.min(base + KV_TILE - 1) {
+            let s = score(c);
+            scores[c - base] = s;
+            if s != f32::NEG_INFINITY {
+                from = from.min(c);
+                to = c;
+            }
+        }
+        let tile = base;
+        base += KV_TILE;
+        if from == usize::MAX {
             continue;
         }
+        let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
         let new_max = max.max(tile_max);
         if new_max > max {
             let ms = (max - new_max).exp();
@@ -482,13 +526,8 @@ pub(crate) fn tiled_softmax(
             sum *= ms;
         }
         max = new_max;
-        let base = start - KV_TILE;
-        let mut scores = [f32::NEG_INFINITY; KV_TILE];
-        for j in from..=to {
-            scores[j - base] = score(j);
-        }
         sum = (sum as f64 + kernels.attention_softmax_tile(&scores, max, &mut weights)) as f32;
-        accumulate(acc, from, &weights[from - base..=to - base]);
+        accumulate(acc, from, &weights[from - tile..=to - tile]);
     }
     sum
 }
@@ -541,23 +580,27 @@ fn attend_head_f16(
     for (d, s) in query.iter_mut().zip(q) {
         *d = f16::from_f32(*s);
     }
+    // Scores, weights and rescales in the order the cache rows are visited.
     let scores = &mut scratch.scores[..n];
-    for (j, row, count) in runs(first, pos, ring) {
+    let mut done = 0;
+    for (_, row, count) in cell_runs(first, pos, ring) {
         kernels.attention_scores_f16(
             query,
             &keys[row * kv_dim + kv_off..],
             kv_dim,
             count,
             shape.scale,
-            &mut scores[j - first..],
+            &mut scores[done..],
         );
+        done += count;
     }
     let (weights, rescale) = (&mut scratch.weights[..n], &mut scratch.rescale[..n]);
     let sum = online_softmax(scores, weights, rescale);
     let acc = &mut scratch.acc_f16[..hd];
     acc.fill(f16::ZERO);
-    for (j, row, count) in runs(first, pos, ring) {
-        let at = j - first..j - first + count;
+    let mut done = 0;
+    for (_, row, count) in cell_runs(first, pos, ring) {
+        let at = done..done + count;
         kernels.attention_accumulate_f16(
             acc,
             &values[row * kv_dim + kv_off..],
@@ -565,6 +608,7 @@ fn attend_head_f16(
             &weights[at.clone()],
             &rescale[at],
         );
+        done += count;
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
     for (o, a) in out.iter_mut().zip(acc.iter()) {
@@ -616,8 +660,10 @@ fn attend_head_quantized(
         out.fill(f32::NAN);
         return;
     }
+    // Scores, weights and rescales in the order the cache rows are visited.
     let scores = &mut scratch.scores[..n];
-    for (j, row, count) in runs(first, pos, ring) {
+    let mut done = 0;
+    for (_, row, count) in cell_runs(first, pos, ring) {
         let at = row * row_bytes + head_off;
         let scored = kernels.attention_scores_quantized(
             ty,
@@ -627,19 +673,22 @@ fn attend_head_quantized(
             row_bytes,
             count,
             shape.scale,
-            &mut scores[j - first..],
+            &mut scores[done..],
         );
         if scored.is_err() {
             out.fill(f32::NAN);
             return;
         }
+        done += count;
     }
     let (weights, rescale) = (&mut scratch.weights[..n], &mut scratch.rescale[..n]);
     let sum = online_softmax(scores, weights, rescale);
     let acc = &mut scratch.acc_f32[..hd];
     acc.fill(0.0);
-    for (j, row, count) in runs(first, pos, ring) {
-        let at = j - first..j - first + count;
+    let mut done = 0;
+    for (_, row, count) in cell_runs(first, pos, ring) {
+        let at = done..done + count;
+        done += count;
         let added = kernels.attention_accumulate_quantized(
             ty,
             acc,

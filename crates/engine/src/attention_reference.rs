@@ -1,7 +1,8 @@
 //! The attention of the engine before its loops moved into tern-kernels and onto the
 //! thread pool, kept as the oracle of the tests: one token and one head at a time,
-//! scalar loops (llama.cpp's flash-attention arithmetic, see the parent module). The
-//! tests check that the fast path gives exactly its bits.
+//! scalar loops (llama.cpp's flash-attention arithmetic, see the parent module), keys
+//! in the order of the cache's rows found by brute force. The tests check that the fast
+//! path gives exactly its bits.
 
 use half::f16;
 use tern_gguf::GgmlType;
@@ -76,18 +77,18 @@ pub(super) fn attend(
         match arithmetic {
             Arithmetic::F32 => {
                 // ggml's tiled path, written out key by key: tiles of KV_TILE cells
-                // (positions), an online softmax from tile to tile.
+                // (rows), an online softmax from tile to tile.
                 let mut max = f32::NEG_INFINITY;
                 let mut sum = 0.0f32;
                 let acc = &mut scratch.acc_f32;
                 acc.iter_mut().for_each(|a| *a = 0.0);
-                let tiles = first / super::KV_TILE..pos / super::KV_TILE + 1;
-                for tile in tiles {
+                for tile in 0..ring.div_ceil(super::KV_TILE) {
                     let base = tile * super::KV_TILE;
                     let mut scores = [f32::NEG_INFINITY; super::KV_TILE];
+                    let mut seen = [None; super::KV_TILE];
                     for (i, s) in scores.iter_mut().enumerate() {
-                        let j = base + i;
-                        if (first..=pos).contains(&j) {
+                        seen[i] = visible(base + i, first, pos, ring);
+                        if let Some(j) = seen[i] {
                             *s = dot_f32_f16(q, key(j)) * shape.scale;
                         }
                     }
@@ -104,9 +105,8 @@ pub(super) fn attend(
                     max = new_max;
                     let weights = scores.map(|s| tern_kernels::attention::softmax_exp(s - max));
                     sum = (sum as f64 + tern_kernels::attention::softmax_sum(&weights)) as f32;
-                    for (i, &w) in weights.iter().enumerate() {
-                        let j = base + i;
-                        if (first..=pos).contains(&j) {
+                    for (&w, seen) in weights.iter().zip(seen) {
+                        if let Some(j) = seen {
                             for (a, v) in acc.iter_mut().zip(value(j)) {
                                 *a = v.to_f32().mul_add(w, *a);
                             }
@@ -126,7 +126,7 @@ pub(super) fn attend(
                 acc.iter_mut().for_each(|a| *a = f16::ZERO);
                 let mut sum = 0.0f32;
                 let mut max = f32::NEG_INFINITY;
-                for j in first..=pos {
+                for j in (0..ring).filter_map(|c| visible(c, first, pos, ring)) {
                     let s = dot_f16(key(j), &scratch.query_f16) * shape.scale;
                     let mut max_scale = 1.0f32;
                     let mut weight = 1.0f32;
@@ -206,7 +206,7 @@ fn attend_quantized(
         acc.fill(0.0);
         let mut sum = 0.0f32;
         let mut max = f32::NEG_INFINITY;
-        for j in first..=pos {
+        for j in (0..ring).filter_map(|c| visible(c, first, pos, ring)) {
             let at = row(j);
             let s = kernels
                 .vec_dot(ty, &keys[at..at + head_bytes], query_q8, hd)
@@ -238,6 +238,13 @@ fn attend_quantized(
         }
         hadamard(o, cached.rotation.values);
     }
+}
+
+/// The position in `first..=pos` that row `cell` of a ring of `ring` rows holds, if
+/// any (position `p` is at row `p % ring`): ggml walks the cells of its cache in row
+/// order and masks the ones the query does not see.
+fn visible(cell: usize, first: usize, pos: usize, ring: usize) -> Option<usize> {
+    (first..=pos).find(|p| p % ring == cell)
 }
 
 /// K·Q with Q in F32 (the tiled path widens K to F32): one fused multiply-add per

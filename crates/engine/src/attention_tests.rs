@@ -165,7 +165,7 @@ fn f16_path_rounds_the_accumulator() {
 }
 
 #[test]
-fn a_ring_of_the_window_gives_identical_results() {
+fn a_ring_gives_a_full_cache_s_results_until_it_wraps_then_row_order() {
     let shape = Shape {
         head_count: 4,
         head_count_kv: 2,
@@ -183,43 +183,54 @@ fn a_ring_of_the_window_gives_identical_results() {
         .iter()
         .map(|&x| f16::from_f32(x))
         .collect();
-    // The ring holds the last `ring` positions, position p at row p % ring.
-    let mut ring_k = vec![f16::ZERO; ring * 16];
-    let mut ring_v = vec![f16::ZERO; ring * 16];
-    for p in len - ring..len {
-        let (src, dst) = (p * 16, (p % ring) * 16);
-        ring_k[dst..dst + 16].copy_from_slice(&k[src..src + 16]);
-        ring_v[dst..dst + 16].copy_from_slice(&v[src..src + 16]);
-    }
-    for arithmetic in [Arithmetic::F32, Arithmetic::F16Accumulate] {
-        let mut scratch = Scratch::new(8, len);
-        let (mut full, mut ringed) = (vec![0.0; 32], vec![0.0; 32]);
-        let cached = |k, v, positions| Cached {
+    fn cached<'a>(k: &'a [f16], v: &'a [f16], positions: usize) -> Cached<'a> {
+        Cached {
             keys: KvRows::F16(k),
             values: KvRows::F16(v),
             positions,
             rotation: Rotation::default(),
-        };
-        attend(
-            &shape,
-            arithmetic,
-            &q,
-            cached(&k, &v, len),
-            39,
-            &mut scratch,
-            &mut full,
-        );
-        attend(
-            &shape,
-            arithmetic,
-            &q,
-            cached(&ring_k, &ring_v, ring),
-            39,
-            &mut scratch,
-            &mut ringed,
-        );
-        assert_eq!(full, ringed, "{arithmetic:?}");
+        }
     }
+    let mut wrapped_differs = false;
+    // Queries at 35 (window 31..=35, rows 7..=11) and 39 (35..=39: rows 11, 0..=3).
+    for pos in [35, 39] {
+        // The ring holds positions up to `pos`, position p at row p % ring.
+        let mut ring_k = vec![f16::ZERO; ring * 16];
+        let mut ring_v = vec![f16::ZERO; ring * 16];
+        for p in pos + 1 - ring..=pos {
+            let (src, dst) = (p * 16, (p % ring) * 16);
+            ring_k[dst..dst + 16].copy_from_slice(&k[src..src + 16]);
+            ring_v[dst..dst + 16].copy_from_slice(&v[src..src + 16]);
+        }
+        for arithmetic in [Arithmetic::F32, Arithmetic::F16Accumulate] {
+            let mut scratch = Scratch::new(8, len);
+            let (mut full, mut ringed) = (vec![0.0; 32], vec![0.0; 32]);
+            let run = |c, out: &mut Vec<f32>, scratch: &mut Scratch| {
+                attend(&shape, arithmetic, &q, c, pos, scratch, out);
+            };
+            run(cached(&k, &v, len), &mut full, &mut scratch);
+            run(cached(&ring_k, &ring_v, ring), &mut ringed, &mut scratch);
+            let mut want = vec![0.0; 32];
+            let mut buffers = Buffers::new(8, len);
+            let c = cached(&ring_k, &ring_v, ring);
+            reference::attend(&shape, arithmetic, &q, c, pos, &mut buffers, &mut want);
+            assert_eq!(ringed, want, "{arithmetic:?} at {pos}");
+            if pos == 35 {
+                assert_eq!(full, ringed, "{arithmetic:?}: not wrapped, same order");
+            } else {
+                wrapped_differs |= full != ringed;
+                let exact = naive(&shape, &q, &k, &v, pos);
+                for (a, b) in ringed.iter().zip(&exact) {
+                    assert!((a - b).abs() < 2e-3, "{arithmetic:?}: {a} vs {b}");
+                }
+            }
+        }
+    }
+    // Row order is not position order after the wrap: the rounding shows it.
+    assert!(
+        wrapped_differs,
+        "the wrapped ring was visited in position order"
+    );
 }
 
 #[test]
@@ -418,8 +429,9 @@ fn compare(ty: Option<GgmlType>, window: Option<usize>, n: usize, threads: usize
     };
     let q_dim = shape.head_count * shape.head_dim;
     let capacity = 200;
-    // A ring holds the window plus a batch, as `KvCache` makes it.
-    let ring = window.map_or(capacity, |w| (w + n - 1).min(capacity));
+    // A ring holds the window plus a batch (`KvCache` rounds that up to 256 rows; not
+    // here, so that the ring wraps).
+    let ring = window.map_or(capacity, |w| (w + n).min(capacity));
     let layer = Layer::new(ty, ring, shape.kv_dim(), shape.head_dim);
     let (seqs, positions) = batch(n);
     let queries = data(n * q_dim, 5);
@@ -499,6 +511,22 @@ fn quantized_paths_give_the_reference_bits() {
             }
         }
     }
+}
+
+#[test]
+fn cell_runs_walk_a_ring_in_row_order() {
+    // Ring of 8 rows written up to position 14: rows 0..=6 hold 8..=14, row 7 holds 7.
+    let all: Vec<_> = cell_runs(7, 14, 8).collect();
+    assert_eq!(all, [(8, 0, 7), (7, 7, 1)]);
+    let all: Vec<_> = cell_runs(10, 14, 8).collect();
+    assert_eq!(all, [(10, 2, 5)]);
+    let all: Vec<_> = cell_runs(8, 15, 8).collect();
+    assert_eq!(all, [(8, 0, 8)]);
+    let all: Vec<_> = cell_runs(0, 19, 100).collect();
+    assert_eq!(all, [(0, 0, 20)]);
+    assert_eq!(position_of_cell(7, 14, 8), Some(7));
+    assert_eq!(position_of_cell(6, 14, 8), Some(14));
+    assert_eq!(position_of_cell(7, 6, 8), None);
 }
 
 #[test]

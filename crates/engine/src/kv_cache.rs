@@ -16,14 +16,19 @@
 //! Layout per layer: `Shape: (n_seq, positions, kv_row)`, where a row holds the keys (or
 //! values) of one position, `kv_dim = n_head_kv * head_dim` values in the cache type.
 //! A global layer holds `capacity` positions (position `p` at index `p`). A
-//! sliding-window layer holds only `window + max_batch - 1` positions as a ring buffer
-//! (position `p` at index `p % positions`), as llama.cpp's SWA cache does
-//! (`llama_kv_cache_iswa`: `n_swa + n_ubatch` cells): enough for the window of the first
-//! token of a batch while the batch's own keys are written. Attention visits positions in
-//! the same order either way, so the logits are identical to a cache that keeps every
-//! position. The price: a ring forgets old positions, so a sequence can only be cut back
-//! (to reuse a prefix) by up to `max_batch` positions; [`KvCache::reusable_prefix`] says
-//! how far.
+//! sliding-window layer holds only as many positions as llama.cpp's SWA cache has cells
+//! (`llama_kv_cache_iswa`: `n_swa + n_ubatch` rounded up to a multiple of 256, at most
+//! the context), as a ring buffer: position `p` at index `p % positions`. That is the
+//! cell llama.cpp's `llama_kv_cache::find_slot` gives position `p` of a fresh sequence
+//! fed in batches of at most `n_ubatch` tokens: it fills cells from its head onwards and
+//! reuses a cell once the cell's position is outside the window of the sequence's next
+//! position, which with that many cells is the cell `n_swa + n_ubatch` positions back.
+//! Attention walks the rows in row order, as ggml walks cells (see
+//! [`crate::attention`]), so the logits match llama.cpp's also after the ring wraps. The
+//! ring holds the window of the first token of a batch while the batch's own keys are
+//! written. The price: a ring forgets old positions, so a sequence can only be cut back
+//! (to reuse a prefix) by a little more than `max_batch` positions;
+//! [`KvCache::reusable_prefix`] says how far.
 
 use std::fmt;
 use std::str::FromStr;
@@ -106,6 +111,10 @@ impl FromStr for KvType {
     }
 }
 
+/// llama.cpp rounds the cells of its sliding-window cache up to a multiple of this
+/// (`llama_kv_cache_iswa`, "the SWA cache is always padded to 256").
+const SWA_CELL_PAD: usize = 256;
+
 /// One layer of a cache: its key/value width and sliding window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KvLayerSpec {
@@ -127,8 +136,9 @@ pub struct KvCacheSpec {
     pub n_seq: usize,
     /// Positions each sequence can hold (the context size).
     pub capacity: usize,
-    /// Most tokens of one sequence in one batch. Sliding-window layers keep
-    /// `window + max_batch - 1` positions; `max_batch >= capacity` keeps them all.
+    /// Most tokens of one sequence in one batch (llama.cpp's `n_ubatch`). Sliding-window
+    /// layers keep `window + max_batch` positions rounded up to a multiple of 256, at
+    /// most `capacity`.
     pub max_batch: usize,
 }
 
@@ -159,12 +169,17 @@ impl KvCacheSpec {
         }
     }
 
-    /// Positions layer `layer` keeps per sequence.
+    /// Positions layer `layer` keeps per sequence: for a sliding-window layer the cells
+    /// of llama.cpp's SWA cache (`llama_kv_cache_iswa::llama_kv_cache_iswa`:
+    /// `GGML_PAD(min(n_ctx, n_swa + n_ubatch), 256)`), at most the context (a ring as
+    /// long as the context never wraps, so it equals a full cache).
     pub fn positions(&self, layer: &KvLayerSpec) -> usize {
         match layer.window {
             Some(w) => w
                 .max(1)
-                .saturating_add(self.max_batch.max(1) - 1)
+                .saturating_add(self.max_batch.max(1))
+                .min(self.capacity)
+                .next_multiple_of(SWA_CELL_PAD)
                 .min(self.capacity),
             None => self.capacity,
         }

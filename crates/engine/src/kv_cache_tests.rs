@@ -105,21 +105,41 @@ fn copy_prefix_copies_values_and_sets_length() {
 }
 
 #[test]
+fn sliding_window_rings_have_llama_cpp_s_cell_count() {
+    // `GGML_PAD(min(n_ctx, n_swa + n_ubatch), 256)` cells, at most the context.
+    let positions = |window, capacity, max_batch| {
+        let spec = spec(KvType::F16, &[Some(window)], capacity, max_batch);
+        spec.positions(&spec.layers[0])
+    };
+    assert_eq!(
+        positions(512, 2048, 512),
+        1024,
+        "Gemma 3 at llama.cpp's defaults"
+    );
+    assert_eq!(positions(512, 2048, 100), 768);
+    assert_eq!(positions(512, 800, 512), 800);
+    assert_eq!(positions(4, 32, 3), 32);
+    assert_eq!(positions(4, 600, 3), 256);
+}
+
+#[test]
 fn sliding_window_layers_keep_window_plus_batch_positions() {
-    // Window 4, batches of up to 3 tokens: the ring holds 6 positions, the global layer 32.
-    let spec = spec(KvType::F16, &[Some(4), None], 32, 3);
-    assert_eq!(spec.positions(&spec.layers[0]), 6);
-    assert_eq!(spec.positions(&spec.layers[1]), 32);
-    assert_eq!(spec.bytes(), 3 * 2 * (6 + 32) * 64 * 2);
+    // Window 250, batches of up to 3 tokens: the ring holds 253 positions rounded up to
+    // 256, the global layer 600.
+    let (window, ring, len) = (250, 256, 520);
+    let spec = spec(KvType::F16, &[Some(window), None], 600, 3);
+    assert_eq!(spec.positions(&spec.layers[0]), ring);
+    assert_eq!(spec.positions(&spec.layers[1]), 600);
+    assert_eq!(spec.bytes(), 3 * 2 * (ring as u64 + 600) * 64 * 2);
     let mut cache = KvCache::new(spec.clone()).unwrap();
     assert_eq!(cache.size_bytes() as u64, spec.bytes());
 
-    for start in (0..20).step_by(3) {
-        fill(&mut cache, 0, start..(start + 3).min(20));
+    for start in (0..len).step_by(3) {
+        fill(&mut cache, 0, start..(start + 3).min(len));
     }
-    assert_eq!(cache.seq_len(0), 20);
-    // The ring holds positions 14..20; the window of position 20 is 17..=20.
-    for p in 14..20 {
+    assert_eq!(cache.seq_len(0), len);
+    // The ring holds positions 264..520, position p at row p % 256.
+    for p in len - ring..len {
         assert_eq!(key(&cache, 0, 0, p), p as f32);
         assert_eq!(key(&cache, 1, 0, p), p as f32);
     }
@@ -129,41 +149,50 @@ fn sliding_window_layers_keep_window_plus_batch_positions() {
         "the global layer keeps everything"
     );
 
-    // Going back is possible while the window before the new end is held: 17 needs 14..
-    assert_eq!(cache.reusable_prefix(0, 17), 17);
-    assert_eq!(cache.reusable_prefix(0, 16), 0);
-    assert_eq!(cache.truncate(0, 18).unwrap(), 18);
-    fill(&mut cache, 0, 18..20);
+    // Going back is possible while the window before the new end is held: 513 needs
+    // 264.., 512 needs 263.
+    assert_eq!(cache.reusable_prefix(0, 513), 513);
+    assert_eq!(cache.reusable_prefix(0, 512), 0);
+    assert_eq!(cache.truncate(0, 518).unwrap(), 518);
+    fill(&mut cache, 0, 518..520);
     assert_eq!(
         cache.truncate(0, 10).unwrap(),
         0,
-        "the ring lost position 7.."
+        "the ring lost position 0.."
     );
     assert_eq!(cache.seq_len(0), 0);
 
-    // More tokens of one sequence in a batch than the ring spares is refused.
+    // More tokens of one sequence in a batch than the ring spares (256 + 1 - 250) is
+    // refused.
     let mut pending = PendingLens::default();
+    let eight: Vec<u32> = (1..=8).collect();
     let err = cache
-        .check_batch(&Batch::for_sequence(&[1, 2, 3, 4], 0, 0), &mut pending)
+        .check_batch(&Batch::for_sequence(&eight, 0, 0), &mut pending)
         .unwrap_err();
     assert!(err.to_string().contains("split the batch"), "{err}");
+    assert!(
+        cache
+            .check_batch(&Batch::for_sequence(&eight[..7], 0, 0), &mut pending)
+            .is_ok()
+    );
 }
 
 #[test]
 fn copy_prefix_through_a_ring_copies_the_window() {
-    let mut cache = KvCache::new(spec(KvType::F16, &[Some(4), None], 32, 3)).unwrap();
-    for start in (0..12).step_by(3) {
+    let mut cache = KvCache::new(spec(KvType::F16, &[Some(250), None], 600, 3)).unwrap();
+    for start in (0..270).step_by(3) {
         fill(&mut cache, 0, start..start + 3);
     }
-    cache.copy_prefix(0, 2, 11).unwrap();
-    assert_eq!(cache.seq_len(2), 11);
-    // Position 11's window: 8..=11, so 8, 9, 10 are copied.
-    for p in 8..11 {
+    cache.copy_prefix(0, 2, 269).unwrap();
+    assert_eq!(cache.seq_len(2), 269);
+    // Position 269's window: 20..=269, so 20..269 are copied.
+    for p in 20..269 {
         assert_eq!(key(&cache, 0, 2, p), p as f32);
     }
-    assert_eq!(cache.reusable_prefix(2, 10), 0, "a copy cannot go back");
-    // Sequence 0 holds 6..12 in its ring: 8 needs 5.. — gone.
-    assert!(cache.copy_prefix(0, 1, 8).is_err());
+    assert_eq!(cache.reusable_prefix(2, 268), 0, "a copy cannot go back");
+    // Sequence 0 holds 14..270 in its ring: 263 needs 14.., 262 needs 13 — gone.
+    assert!(cache.copy_prefix(0, 1, 263).is_ok());
+    assert!(cache.copy_prefix(0, 1, 262).is_err());
 }
 
 #[test]

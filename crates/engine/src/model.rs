@@ -124,7 +124,8 @@ impl Model {
 
     /// The shape of a cache for `n_seq` sequences of up to `context` positions each, fed
     /// at most `max_batch` tokens of a sequence per pass: sliding-window layers keep
-    /// `window + max_batch - 1` positions (see [`KvCache`]). Its
+    /// `window + max_batch` positions rounded up to a multiple of 256 as llama.cpp's
+    /// sliding-window cache does (see [`KvCache`]). Its
     /// [`bytes`](KvCacheSpec::bytes) are known before anything is allocated.
     pub fn kv_cache_spec(&self, n_seq: usize, context: usize, max_batch: usize) -> KvCacheSpec {
         KvCacheSpec::for_config(&self.config, self.kv_type, n_seq, context, max_batch)

@@ -177,11 +177,12 @@ mod tests {
             batch_size: 64,
             kv_type: KvType::F16,
         };
-        // kv_dim 32, 2 bytes, keys + values; the windowed layers keep 100 + 64 - 1.
+        // kv_dim 32, 2 bytes, keys + values; the windowed layers keep 100 + 64 cells
+        // rounded up to 256, as llama.cpp's sliding-window cache.
         let per_position = 2 * 32 * 2;
         assert_eq!(
             kv_cache_bytes(&c, shape),
-            3 * (163 + 1000 + 163) * per_position
+            3 * (256 + 1000 + 256) * per_position
         );
         // A window larger than the context keeps the context.
         let short = RunShape {
@@ -194,12 +195,12 @@ mod tests {
             kv_type: KvType::Q8_0,
             ..shape
         };
-        assert_eq!(kv_cache_bytes(&c, q8), 3 * (163 + 1000 + 163) * 2 * 34);
+        assert_eq!(kv_cache_bytes(&c, q8), 3 * (256 + 1000 + 256) * 2 * 34);
         let q4 = RunShape {
             kv_type: KvType::Q4_0,
             ..shape
         };
-        assert_eq!(kv_cache_bytes(&c, q4), 3 * (163 + 1000 + 163) * 2 * 18);
+        assert_eq!(kv_cache_bytes(&c, q4), 3 * (256 + 1000 + 256) * 2 * 18);
     }
 
     #[test]
